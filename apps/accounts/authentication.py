@@ -1,0 +1,53 @@
+"""DRF authentication by `Authorization: Bearer <api key>`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from apps.accounts import services
+from apps.accounts.models import ApiKey
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    """Who is calling: the key's application, for request.user and the actor of events."""
+
+    key_id: int
+    prefix: str
+    application: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    is_authenticated: bool = True
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.application}/{self.prefix}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[KeyPrincipal, ApiKey] | None:
+        header = get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != b"bearer" or len(header) != 2:
+            raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeError as error:
+            raise AuthenticationFailed("Unknown API key.") from error
+        key = services.api_key_authenticate(raw)
+        if key is None:
+            raise AuthenticationFailed("Unknown, revoked or expired API key.")
+        principal = KeyPrincipal(
+            key_id=key.pk,
+            prefix=key.prefix,
+            application=key.application.name,
+            scopes=frozenset(key.scopes),
+        )
+        return principal, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="kaizen"'

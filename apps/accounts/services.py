@@ -1,0 +1,85 @@
+"""Use cases of applications and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from apps.accounts.models import ApiKey, Application, Scope
+from apps.core.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "kz"
+
+
+def _digest(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def parse_scopes(scopes: Iterable[str]) -> list[str]:
+    wanted = [scope.strip() for scope in scopes if scope.strip()]
+    known = {scope.value for scope in Scope}
+    unknown = sorted(set(wanted) - known)
+    if unknown or not wanted:
+        raise ValidationFailed(
+            f"Scopes must be among {', '.join(sorted(known))}; got {', '.join(unknown) or 'none'}.",
+            details=[{"field": "scopes", "message": "ingest, read and/or manage"}],
+        )
+    return sorted(set(wanted))
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    application: str,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+    actor: str = "",
+) -> tuple[ApiKey, str]:
+    """Create a key; the raw key is returned once and never stored."""
+    scope_list = parse_scopes(scopes)
+    app, _ = Application.objects.get_or_create(name=application)
+    prefix = secrets.token_hex(6)
+    raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"  # 32 bytes: 256 random bits
+    key = ApiKey.objects.create(
+        application=app,
+        name=name,
+        prefix=prefix,
+        digest=_digest(raw_key),
+        scopes=scope_list,
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    logger.info("api_key.created", extra={"api_key": prefix, "scopes": scope_list})
+    return key, raw_key
+
+
+def api_key_revoke(*, key: ApiKey, at: datetime | None = None) -> ApiKey:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=at or datetime.now(UTC)
+    )
+    key.refresh_from_db()
+    logger.info("api_key.revoked", extra={"api_key": key.prefix})
+    return key
+
+
+def api_key_authenticate(raw_key: str) -> ApiKey | None:
+    """The usable key this raw key is, or None (unknown, malformed, revoked or expired)."""
+    parts = raw_key.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    key = ApiKey.objects.select_related("application").filter(prefix=parts[1]).first()
+    if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):
+        return None
+    now = datetime.now(UTC)
+    if not key.is_usable(now):
+        return None
+    return key

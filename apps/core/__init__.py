@@ -1,0 +1,1 @@
+"""Shared plumbing of the HTTP API: the error body, pagination, limits and request metrics."""

@@ -1,0 +1,182 @@
+"""Domain errors and the one place that turns any error into API.md's error body.
+
+Services raise `ApplicationError` subclasses and know nothing of HTTP; DRF's exception
+handler and Django's handler400/403/404/500 below answer every failure as
+`{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+Detail = dict[str, Any]
+
+
+class ApplicationError(Exception):
+    """A failure a client can act on; `code` and `status` follow API.md."""
+
+    code = "bad_request"
+    status = 400
+
+    def __init__(self, message: str, *, details: Sequence[Detail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details)
+
+
+class ValidationFailed(ApplicationError):
+    code = "validation_error"
+    status = 400
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ApplicationError):
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(ApplicationError):
+    code = "payload_too_large"
+    status = 413
+
+
+class Unavailable(ApplicationError):
+    code = "unavailable"
+    status = 503
+
+
+def error_body(code: str, message: str, details: Sequence[Detail] = ()) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": list(details)}}
+
+
+def json_error(
+    status: int, code: str, message: str, details: Sequence[Detail] = (), **headers: str
+) -> JsonResponse:
+    response = JsonResponse(error_body(code, message, details), status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def flatten_validation(detail: Any, *, field: str = "", index: int | None = None) -> list[Detail]:
+    """Turn DRF's nested error dict/list into API.md's flat details (dotted `field`)."""
+    if isinstance(detail, Mapping):
+        found: list[Detail] = []
+        for key, value in detail.items():
+            name = str(key)
+            if name in {"non_field_errors", "__all__"}:
+                name = ""
+            found.extend(
+                flatten_validation(
+                    value, field=f"{field}.{name}" if field and name else field or name, index=index
+                )
+            )
+        return found
+    if isinstance(detail, list) and detail and all(isinstance(item, str) for item in detail):
+        return [_detail(str(message), field, index) for message in detail]
+    if isinstance(detail, list):
+        found = []
+        for position, value in enumerate(detail):
+            if value:
+                found.extend(
+                    flatten_validation(
+                        value, field=f"{field}.{position}" if field else str(position), index=index
+                    )
+                )
+        return found
+    return [_detail(str(detail), field, index)]
+
+
+def _detail(message: str, field: str, index: int | None) -> Detail:
+    item: Detail = {}
+    if index is not None:
+        item["index"] = index
+    if field:
+        item["field"] = field
+    item["message"] = message
+    return item
+
+
+_DRF_CODES: list[tuple[type[Exception], int, str]] = [
+    (drf.ParseError, 400, "invalid_json"),
+    (drf.UnsupportedMediaType, 415, "unsupported_media_type"),
+    (drf.NotAuthenticated, 401, "unauthenticated"),
+    (drf.AuthenticationFailed, 401, "unauthenticated"),
+    (drf.PermissionDenied, 403, "forbidden"),
+    (drf.NotFound, 404, "not_found"),
+    (drf.MethodNotAllowed, 405, "method_not_allowed"),
+    (drf.NotAcceptable, 406, "not_acceptable"),
+]
+
+
+def _special_response(exc: Exception) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("payload_too_large", "The request body is too large."), status=413
+        )
+    if isinstance(exc, drf.ValidationError):
+        details = flatten_validation(exc.detail)
+        return Response(
+            error_body("validation_error", "The request is invalid.", details), status=400
+        )
+    if isinstance(exc, drf.Throttled):
+        wait = max(1, int(getattr(exc, "wait", None) or 1))
+        return Response(
+            error_body("throttled", f"Too many requests; retry in {wait} s."),
+            status=429,
+            headers={"Retry-After": str(wait)},
+        )
+    return None
+
+
+def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error as API.md's body."""
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    special = _special_response(exc)
+    if special is not None:
+        return special
+    for kind, status, code in _DRF_CODES:
+        if isinstance(exc, kind):
+            headers = {"WWW-Authenticate": 'Bearer realm="kaizen"'} if status == 401 else {}
+            message = str(getattr(exc, "detail", exc))
+            return Response(error_body(code, message), status=status, headers=headers)
+    if isinstance(exc, drf.APIException):
+        return Response(error_body(str(exc.default_code), str(exc.detail)), status=exc.status_code)
+    return None
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return json_error(413, "payload_too_large", "The request body is too large.")
+    return json_error(400, "bad_request", "The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return json_error(403, "forbidden", "Permission denied.")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return json_error(404, "not_found", f"No such resource: {request.path}")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return json_error(500, "internal_error", "Internal error; it has been logged.")

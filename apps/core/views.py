@@ -1,0 +1,93 @@
+"""Operations endpoints: /healthz, /readyz and /metrics (API.md "Operations")."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from apps.core.errors import json_error
+from apps.core.metrics import render as render_metrics
+
+ReadinessSource = Callable[[], dict[str, Any]]
+_readiness_sources: dict[str, ReadinessSource] = {}
+
+
+def register_readiness(name: str, source: ReadinessSource) -> None:
+    """Add a section to /readyz's body (e.g. projection lag); it never makes /readyz fail."""
+    _readiness_sources[name] = source
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _database_answers() -> tuple[bool, str]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 2000")
+            cursor.execute("SELECT 1")
+        return True, "ok"
+    except DatabaseError as error:
+        return False, type(error).__name__
+
+
+def _broker_status() -> dict[str, Any]:
+    try:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+        client.ping()
+        return {"status": "ok"}
+    except (redis.RedisError, OSError) as error:
+        return {"status": "unavailable", "error": type(error).__name__}
+
+
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    """200 while the database answers; broker state and lag are reported, never fatal."""
+    database_ok, database_state = _database_answers()
+    body: dict[str, Any] = {
+        "status": "ready" if database_ok else "unavailable",
+        "database": database_state,
+        "broker": _broker_status(),
+    }
+    if database_ok:
+        for name, source in _readiness_sources.items():
+            try:
+                body[name] = source()
+            except DatabaseError as error:
+                body[name] = {"status": "unknown", "error": type(error).__name__}
+    if not database_ok:
+        response = JsonResponse(
+            {
+                "error": {
+                    "code": "unavailable",
+                    "message": "The database does not answer.",
+                    "details": [],
+                },
+                **body,
+            },
+            status=503,
+        )
+        response["Retry-After"] = "5"
+        return response
+    return JsonResponse(body)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    token: str = settings.KAIZEN_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return json_error(401, "unauthenticated", "Send the metrics token as a Bearer token.")
+    output, content_type = render_metrics()
+    return HttpResponse(output, content_type=content_type)

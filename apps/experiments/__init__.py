@@ -1,0 +1,1 @@
+"""A/B experiments and gradual rollouts between model versions, and assignment."""

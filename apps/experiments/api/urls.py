@@ -1,0 +1,3 @@
+"""Routes of the experiments app."""
+
+urlpatterns: list[object] = []

@@ -1,0 +1,1 @@
+"""REST ingestion of predictions and feedback: validation, idempotency, the fast write path."""

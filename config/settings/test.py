@@ -1,0 +1,27 @@
+"""Test settings: the PostgreSQL and Redis at DATABASE_URL/REDIS_URL, else the machine's local
+servers when they answer on 127.0.0.1, else the embedded ones."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+os.environ.setdefault("KAIZEN_ENV", "test")
+if not os.environ.get("DATABASE_URL") and _answers(5432):
+    os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/kaizen"
+if not os.environ.get("REDIS_URL") and _answers(6379):
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/15"
+
+from config.settings.base import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"api_key": "100000/minute"}  # noqa: F405

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Iterable
+
+from django.db.models import Q, QuerySet
 
 from apps.core.errors import NotFound
 from apps.registry.models import MLModel, ModelVersion
@@ -25,3 +27,18 @@ def model_version_get(*, model: str, version: str) -> ModelVersion:
 
 def model_version_list(*, model: str) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("model").filter(model__name=model)
+
+
+def model_version_ids(*, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids of the registered versions among (model name, version) pairs; absent pairs are left out.
+
+    Versions are immutable and never deleted, so callers may cache the answer for good.
+    """
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    condition = Q()
+    for model, version in wanted:
+        condition |= Q(model__name=model, version=version)
+    rows = ModelVersion.objects.filter(condition).values_list("model__name", "version", "id")
+    return {(model, version): pk for model, version, pk in rows}

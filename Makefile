@@ -52,7 +52,7 @@ pytest: install
 test: lint types pytest
 
 bench: install
-	$(PY) bench/ingest.py
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .kaizen .mypy_cache .ruff_cache .pytest_cache

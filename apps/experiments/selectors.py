@@ -1,0 +1,194 @@
+"""Reads of experiments: the per-process configuration cache, lists, history and exposures.
+
+Assignment and ingestion read the experiment configuration on every request, so each process
+keeps it in memory with the ConfigVersion number it was read at. Every change to an
+experiment raises that number in its own transaction; a request compares the cached number
+with the row (one primary-key read) and reloads when they differ, so a committed change is
+seen by the next request in every worker, with no broker in the way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from django.db import connection
+from django.db.models import Prefetch, QuerySet
+
+from apps.core.errors import NotFound
+from apps.experiments.models import (
+    Experiment,
+    ExperimentMetric,
+    Exposure,
+    RampStep,
+    RolloutEvent,
+    TargetingRule,
+    Variant,
+)
+
+
+@dataclass(frozen=True)
+class TaggedVariant:
+    """What ingestion needs to check a prediction tagged with (experiment, variant)."""
+
+    experiment_id: int
+    experiment_key: str
+    variant_key: str
+    model: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    key: str
+    model_version: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """An experiment as assignment sees it: plain values, no ORM instance per request."""
+
+    id: int
+    key: str
+    model: str
+    status: str
+    control: str
+    control_version: str
+    coverage: float
+    salt: str
+    variants: tuple[VariantConfig, ...]
+    # attribute -> the allowed values, as normalised strings (see services.attribute_text).
+    targeting: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    version: int
+    experiments: Mapping[str, ExperimentConfig]
+    tagged: Mapping[tuple[str, str], TaggedVariant]
+
+
+_EMPTY = ConfigSnapshot(version=-1, experiments=MappingProxyType({}), tagged=MappingProxyType({}))
+_snapshot: ConfigSnapshot = _EMPTY
+
+
+def config_version() -> int:
+    """The current configuration number (0 when the row is missing, e.g. after a flush)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version FROM experiments_configversion WHERE id = 1")
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def config_snapshot() -> ConfigSnapshot:
+    """The experiment configuration, reloaded only when its number changed since last time."""
+    global _snapshot
+    version = config_version()
+    cached = _snapshot
+    if cached.version == version:
+        return cached
+    # The number is read before the rows, so rows are never older than the number they carry.
+    fresh = _load_snapshot(version)
+    _snapshot = fresh
+    return fresh
+
+
+def config_snapshot_cached() -> ConfigSnapshot:
+    """The snapshot last loaded by this process, whatever its number (callers check it)."""
+    return _snapshot
+
+
+def config_cache_clear() -> None:
+    global _snapshot
+    _snapshot = _EMPTY
+
+
+def _load_snapshot(version: int) -> ConfigSnapshot:
+    variant_rows = Variant.objects.order_by("experiment_id", "position", "id").values_list(
+        "experiment_id", "key", "model_version__version", "weight"
+    )
+    variants: dict[int, list[VariantConfig]] = {}
+    for experiment_id, key, model_version, weight in variant_rows:
+        variants.setdefault(experiment_id, []).append(VariantConfig(key, model_version, weight))
+    targeting: dict[int, dict[str, frozenset[str]]] = {}
+    for experiment_id, attribute, values in TargetingRule.objects.values_list(
+        "experiment_id", "attribute", "values"
+    ):
+        targeting.setdefault(experiment_id, {})[attribute] = frozenset(values)
+    experiments: dict[str, ExperimentConfig] = {}
+    tagged: dict[tuple[str, str], TaggedVariant] = {}
+    rows = Experiment.objects.values_list(
+        "id", "key", "model__name", "status", "control", "coverage", "salt"
+    )
+    for experiment_id, key, model, status, control, coverage, salt in rows:
+        own = tuple(variants.get(experiment_id, ()))
+        control_version = next((v.model_version for v in own if v.key == control), "")
+        experiments[key] = ExperimentConfig(
+            id=experiment_id,
+            key=key,
+            model=model,
+            status=status,
+            control=control,
+            control_version=control_version,
+            coverage=coverage,
+            salt=salt,
+            variants=own,
+            targeting=MappingProxyType(targeting.get(experiment_id, {})),
+        )
+        for variant in own:
+            tagged[(key, variant.key)] = TaggedVariant(
+                experiment_id=experiment_id,
+                experiment_key=key,
+                variant_key=variant.key,
+                model=model,
+                model_version=variant.model_version,
+            )
+    return ConfigSnapshot(
+        version=version,
+        experiments=MappingProxyType(experiments),
+        tagged=MappingProxyType(tagged),
+    )
+
+
+def tagged_variant_index() -> Mapping[tuple[str, str], TaggedVariant]:
+    """(experiment key, variant key) → the variant, for every experiment whatever its status.
+
+    Cached per process; a change committed anywhere is seen on the next call (see module doc).
+    """
+    return config_snapshot().tagged
+
+
+def experiment_list() -> QuerySet[Experiment]:
+    return Experiment.objects.select_related("model").prefetch_related(
+        Prefetch("variants", queryset=Variant.objects.select_related("model_version")),
+        "targeting",
+        Prefetch("metrics", queryset=ExperimentMetric.objects.all()),
+        Prefetch("ramp", queryset=RampStep.objects.all()),
+    )
+
+
+def experiment_get(*, key: str) -> Experiment:
+    experiment = experiment_list().filter(key=key).first()
+    if experiment is None:
+        raise NotFound(f"No experiment with key {key!r}.")
+    return experiment
+
+
+def experiment_history(*, experiment_id: int) -> QuerySet[RolloutEvent]:
+    """The experiment's changes, oldest first."""
+    return RolloutEvent.objects.filter(experiment_id=experiment_id).order_by("seq")
+
+
+def rollout_event_list() -> QuerySet[RolloutEvent]:
+    return RolloutEvent.objects.select_related("experiment")
+
+
+def exposure_first(*, experiment_id: int, subject: str) -> Exposure | None:
+    """The subject's first exposure by arrival (lowest seq), the one assignment returns."""
+    return (
+        Exposure.objects.filter(experiment_id=experiment_id, subject=subject)
+        .order_by("seq")
+        .first()
+    )

@@ -1,0 +1,81 @@
+"""Use cases of experiments: exposures from tagged predictions (ingestion's entry point)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection
+
+from apps.experiments.models import ExposureSource
+
+
+@dataclass(frozen=True)
+class PredictionExposure:
+    """A prediction tagged with (experiment, variant): the subject met that variant."""
+
+    experiment_id: int
+    subject: str
+    variant_key: str
+    model_version: str
+    attributes: dict[str, Any]
+    occurred_at: datetime
+    prediction_id: uuid.UUID
+
+
+_INSERT_FROM_PREDICTIONS = """
+INSERT INTO experiments_exposure
+    (id, occurred_at, experiment_id, subject, variant, model_version, attributes, source,
+     hash_version, prediction_id)
+SELECT gen_random_uuid(), t.occurred_at, t.experiment_id, t.subject, t.variant,
+       t.model_version, t.attributes::jsonb, %s, NULL, t.prediction_id
+FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::uuid[])
+     WITH ORDINALITY AS t(occurred_at, experiment_id, subject, variant, model_version,
+                          attributes, prediction_id, position)
+ORDER BY t.position
+ON CONFLICT (experiment_id, subject, variant) DO NOTHING
+"""
+
+
+def config_changed() -> None:
+    """Raise the configuration number in the caller's transaction: every process reloads.
+
+    An upsert, so a flushed table (tests) or a missing row heals itself.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO experiments_configversion (id, version) VALUES (1, 1) "
+            "ON CONFLICT (id) DO UPDATE SET version = experiments_configversion.version + 1"
+        )
+
+
+def exposures_record_from_predictions(*, exposures: Sequence[PredictionExposure]) -> int:
+    """Store the exposures these predictions are, in one statement; the number newly stored.
+
+    Runs inside the caller's transaction (ingestion's), so the exposures commit with the
+    predictions. A (experiment, subject, variant) already stored is skipped; a subject's
+    exposure to another variant is kept as a second row. Rows take the log's sequence in
+    the order given, so the first in `exposures` is the first by arrival.
+    """
+    if not exposures:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_FROM_PREDICTIONS,
+            [
+                ExposureSource.PREDICTION.value,
+                [item.occurred_at for item in exposures],
+                [item.experiment_id for item in exposures],
+                [item.subject for item in exposures],
+                [item.variant_key for item in exposures],
+                [item.model_version for item in exposures],
+                [orjson.dumps(item.attributes).decode() for item in exposures],
+                [item.prediction_id for item in exposures],
+            ],
+        )
+        return max(int(cursor.rowcount), 0)

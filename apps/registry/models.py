@@ -10,6 +10,7 @@ from django.db.models.functions import Now
 from apps.events.models import Event
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 name_validator = RegexValidator(
     NAME_PATTERN, "Use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit."
 )
@@ -40,6 +41,9 @@ class MLModel(models.Model):
                 condition=models.Q(decision_threshold__gte=0, decision_threshold__lte=1),
                 name="mlmodel_threshold_in_unit_interval",
             ),
+            models.CheckConstraint(
+                condition=models.Q(name__regex=NAME_PATTERN), name="mlmodel_name_pattern"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -57,7 +61,7 @@ class ModelVersion(models.Model):
     dataset_versions = models.JSONField(default=list, blank=True)
     artifact_uri = models.CharField(max_length=1024, blank=True)
     artifact_sha256 = models.CharField(max_length=64, blank=True)
-    code_version = models.CharField(max_length=200, blank=True)
+    code_version = models.CharField(max_length=1024, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     # SHA-256 of the canonical JSON of the fields above: equal → idempotent re-post, else 409.
     content_hash = models.CharField(max_length=64, editable=False)
@@ -67,6 +71,18 @@ class ModelVersion(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["model", "version"], name="modelversion_unique"),
+            models.CheckConstraint(
+                condition=models.Q(version__regex=NAME_PATTERN), name="modelversion_version_pattern"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(artifact_sha256="")
+                | models.Q(artifact_sha256__regex=SHA256_PATTERN),
+                name="modelversion_artifact_sha256_hex",
+            ),
+        ]
+        indexes = [
+            # GET /models/{name}/versions pages by (created_at, id) within one model.
+            models.Index(fields=["model", "created_at", "id"], name="modelversion_model_created"),
         ]
 
     def __str__(self) -> str:
@@ -74,11 +90,15 @@ class ModelVersion(models.Model):
 
 
 class Alias(models.Model):
-    """The current state of an alias; its every move is an AliasMoved event."""
+    """The current state of an alias; its every move is an `alias_moved` RegistryEvent."""
 
     model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="aliases")
     name = models.CharField(max_length=100, validators=[name_validator])
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    # Where the alias pointed before its last move: what a rollback moves it back to.
+    previous_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
     updated_at = models.DateTimeField(db_default=Now())
     updated_by = models.CharField(max_length=200, blank=True)
 
@@ -86,6 +106,9 @@ class Alias(models.Model):
         verbose_name_plural = "aliases"
         constraints = [
             models.UniqueConstraint(fields=["model", "name"], name="alias_unique_per_model"),
+            models.CheckConstraint(
+                condition=models.Q(name__regex=NAME_PATTERN), name="alias_name_pattern"
+            ),
         ]
 
     def __str__(self) -> str:

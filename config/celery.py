@@ -17,12 +17,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # default: short housekeeping; aggregation: projections (issue 5); retraining: trainer jobs,
 # which can run for minutes and must not delay aggregation; notifications: webhooks.
-app.conf.task_queues = (
-    Queue("default"),
-    Queue("aggregation"),
-    Queue("retraining"),
-    Queue("notifications"),
-)
+# A module constant, so that reading it (config.launcher) does not load the settings.
+QUEUE_NAMES = ("default", "aggregation", "retraining", "notifications")
+app.conf.task_queues = tuple(Queue(name) for name in QUEUE_NAMES)
 app.conf.task_default_queue = "default"
 app.conf.task_routes = {
     "analytics.*": {"queue": "aggregation"},

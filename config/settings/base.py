@@ -23,7 +23,7 @@ env = environ.Env()
 KAIZEN_ENV = env.str("KAIZEN_ENV", default="development")
 if KAIZEN_ENV not in {"development", "production", "test"}:
     raise ImproperlyConfigured(
-        f"KAIZEN_ENV is {KAIZEN_ENV!r}; set it to 'development' or 'production'."
+        f"KAIZEN_ENV is {KAIZEN_ENV!r}; set it to 'development', 'production' or 'test'."
     )
 PRODUCTION = KAIZEN_ENV == "production"
 
@@ -70,6 +70,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
+# Seconds to wait for a connection: a database that does not answer fails /readyz promptly.
+DATABASES["default"]["OPTIONS"].setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+)
 # A transaction left open holds back every projection's watermark (DESIGN.md principle 3).
 DATABASES["default"]["OPTIONS"]["options"] = "-c idle_in_transaction_session_timeout=" + str(
     env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000)
@@ -126,6 +130,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and API docs' static files from gunicorn (no separate web server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -164,7 +170,20 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".kaizen" / "static")
+
+
+def _static_root() -> str:
+    from config import embedded
+
+    return str(env.str("STATIC_ROOT", default="")) or str(embedded.home(create=False) / "static")
+
+
+STATIC_ROOT = _static_root()
+# Plain storage, no manifest: nothing fails before collectstatic has run (tests, a shell).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Limits of API.md "Conventions"; each is configurable.

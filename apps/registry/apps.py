@@ -1,4 +1,4 @@
-"""App config of the model registry."""
+"""App config of the model registry: registers RegistryEvent with the event feed."""
 
 from django.apps import AppConfig
 
@@ -7,3 +7,16 @@ class RegistryConfig(AppConfig):
     name = "apps.registry"
     label = "registry"
     verbose_name = "Model registry"
+
+    def ready(self) -> None:
+        from apps.events.registry import EventSource, register
+        from apps.registry import selectors
+        from apps.registry.models import RegistryEvent
+
+        register(
+            EventSource(
+                model=RegistryEvent,
+                serialize=selectors.registry_event_serialize,
+                queryset=selectors.registry_event_rows,
+            )
+        )

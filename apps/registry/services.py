@@ -31,6 +31,7 @@ from apps.registry.validation import (
     clean_model_fields,
     clean_version_content,
     content_hash,
+    is_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,15 @@ def _record(
     return RegistryEvent.objects.create(
         model=model, type=kind, actor=actor, state=state, occurred_at=at
     )
+
+
+def _model_row(name: str, *, lock: bool = False) -> MLModel:
+    """The model named `name` (locked FOR UPDATE when asked); NotFound if there is none."""
+    rows = MLModel.objects.select_for_update() if lock else MLModel.objects.all()
+    model = rows.filter(name=name).first() if is_name(name) else None
+    if model is None:
+        raise NotFound(f"No model named {name!r}.")
+    return model
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -190,9 +200,7 @@ def model_update(
     `task` is accepted only when it equals the stored task (a client sending back what it
     read). A change that changes nothing records no event.
     """
-    model = MLModel.objects.select_for_update().filter(name=name).first()
-    if model is None:
-        raise NotFound(f"No model named {name!r}.")
+    model = _model_row(name, lock=True)
     problems = Problems()
     if task is not None and task != model.task:
         problems.add("task", "The task of a registered model cannot change.")
@@ -253,9 +261,7 @@ def model_version_register(
     version → Conflict. Two concurrent registrations meet at the unique constraint: one
     inserts, the other waits for it, then compares.
     """
-    owner = MLModel.objects.filter(name=model).first()
-    if owner is None:
-        raise NotFound(f"No model named {model!r}.")
+    owner = _model_row(model)
     problems = Problems()
     check_name(problems, version, "version")
     content = clean_version_content(
@@ -353,9 +359,7 @@ def alias_move(*, model: str, alias: str, version: str, actor: str) -> Alias:
     Moves of one alias are serialised by a row lock on it. Moving an alias to the version it
     already points to changes nothing and records nothing.
     """
-    owner = MLModel.objects.filter(name=model).first()
-    if owner is None:
-        raise NotFound(f"No model named {model!r}.")
+    owner = _model_row(model)
     problems = Problems()
     check_name(problems, alias, "alias")
     check_name(problems, version, "version")
@@ -391,14 +395,14 @@ def alias_rollback(*, model: str, alias: str, actor: str) -> Alias:
     Rolling back twice therefore returns to where it started. Conflict when the alias has
     never moved from its first version.
     """
-    owner = MLModel.objects.filter(name=model).first()
-    if owner is None:
-        raise NotFound(f"No model named {model!r}.")
+    owner = _model_row(model)
     row = (
         Alias.objects.select_for_update(of=("self",))
         .select_related("version", "previous_version")
         .filter(model=owner, name=alias)
         .first()
+        if is_name(alias)
+        else None
     )
     if row is None:
         raise NotFound(f"Model {model!r} has no alias {alias!r}.")

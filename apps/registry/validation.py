@@ -80,6 +80,11 @@ def check_string(
     return value
 
 
+def is_name(value: Any) -> bool:
+    """Whether `value` is a valid model, version or alias name (lookups of others find nothing)."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
+
 def check_name(problems: Problems, value: Any, field_path: str) -> str:
     if not isinstance(value, str):
         problems.add(field_path, "Must be a string.")
@@ -133,7 +138,8 @@ def clean_model_fields(
         problems.add("task", f"One of {', '.join(Task.values)}.")
     text = _optional_string(problems, description, "description", max_string_length())
     label = _optional_string(problems, positive_label, "positive_label", max_string_length())
-    if task == Task.BINARY_CLASSIFICATION and not label:
+    label_given_as_text = positive_label is None or isinstance(positive_label, str)
+    if task == Task.BINARY_CLASSIFICATION and not label and label_given_as_text:
         problems.add("positive_label", "Required for a binary_classification model.")
     threshold = 0.5 if decision_threshold is None else decision_threshold
     if not is_number(threshold):
@@ -235,8 +241,8 @@ def clean_version_content(
 ) -> VersionContent:
     """Check a version's content; None means not given (empty)."""
     limit = max_string_length()
-    sha = _optional_string(problems, artifact_sha256, "artifact_sha256", 64)
-    if sha and not SHA256_RE.fullmatch(sha):
+    sha = _optional_string(problems, artifact_sha256, "artifact_sha256", limit)
+    if sha and len(sha) <= limit and "\x00" not in sha and not SHA256_RE.fullmatch(sha):
         problems.add("artifact_sha256", "Must be 64 hexadecimal characters (a SHA-256 digest).")
     return VersionContent(
         hyperparameters=_clean_object(problems, hyperparameters, "hyperparameters", depth=2),

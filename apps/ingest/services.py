@@ -1,0 +1,300 @@
+"""Use cases of ingestion: store posted predictions and feedback exactly once.
+
+Each takes the raw body, so that one compiled pass (validation.py) is all the parsing a
+valid request costs, checks references against per-process caches, and writes through the
+COPY path (staging.py), all in one transaction: a batch is stored whole or not at all.
+Nothing is enqueued and Redis is not touched; workers find new rows by watermark.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from apps.core.errors import Conflict, Detail, ValidationFailed
+from apps.core.metrics import EVENTS_DUPLICATE, EVENTS_REJECTED, EVENTS_STORED
+from apps.experiments import selectors as experiment_selectors
+from apps.experiments import services as experiment_services
+from apps.experiments.selectors import TaggedVariant
+from apps.ingest import selectors
+from apps.ingest.staging import Table, store
+from apps.ingest.validation import (
+    FeedbackIn,
+    Kind,
+    Limits,
+    PredictionIn,
+    content_hash,
+    decode,
+    encode_json,
+)
+
+PREDICTIONS = Table(
+    name="ingest_prediction",
+    columns=(
+        ("id", "uuid"),
+        ("occurred_at", "timestamptz"),
+        ("model_version_id", "int8"),
+        ("subject", "text"),
+        ("experiment", "text"),
+        ("variant", "text"),
+        ("attributes", "jsonb"),
+        ("features", "jsonb"),
+        ("output_label", "text"),
+        ("output_score", "float8"),
+        ("output_value", "float8"),
+        ("error", "text"),
+        ("explanation", "jsonb"),
+        ("latency_ms", "float8"),
+        ("actor", "text"),
+        ("content_hash", "bytea"),
+    ),
+)
+FEEDBACK = Table(
+    name="ingest_feedback",
+    columns=(
+        ("id", "uuid"),
+        ("occurred_at", "timestamptz"),
+        ("prediction_id", "uuid"),
+        ("metric", "text"),
+        ("value", "float8"),
+        ("label", "text"),
+        ("actor", "text"),
+        ("content_hash", "bytea"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+@transaction.atomic
+def predictions_ingest(*, body: bytes, actor: str) -> IngestResult:
+    """Store the predictions of a body (one event or {"events": [...]}) not stored yet.
+
+    Raises ValidationFailed (every bad index), PayloadTooLarge, or Conflict (an id stored
+    with other content); nothing is stored then.
+    """
+    decoded = decode(body, kind="prediction", limits=Limits.current())
+    events: list[PredictionIn | None] = decoded.events
+    details = list(decoded.details)
+    version_ids = selectors.model_version_ids(
+        pairs={(event.model, event.model_version) for event in events if event is not None}
+    )
+    problems, variants = _experiment_problems(events)
+    details += problems
+    details += [
+        {
+            "index": index,
+            "field": "model_version",
+            "message": f"Model {event.model!r} has no registered version {event.model_version!r}.",
+        }
+        for index, event in enumerate(events)
+        if event is not None and (event.model, event.model_version) not in version_ids
+    ]
+    _reject_if_any("prediction", details, batch=decoded.batch)
+    valid: list[PredictionIn] = events  # type: ignore[assignment]  # no None left: checked above
+    inserted, duplicates = _store(
+        "prediction",
+        PREDICTIONS,
+        valid,
+        lambda event, digest: _prediction_row(event, version_ids, actor, digest),
+        batch=decoded.batch,
+    )
+    _record_exposures(valid, inserted, variants)
+    return IngestResult(accepted=len(inserted), duplicates=duplicates)
+
+
+@transaction.atomic
+def feedback_ingest(*, body: bytes, actor: str) -> IngestResult:
+    """Store the feedback events of a body not stored yet; the prediction may come later."""
+    decoded = decode(body, kind="feedback", limits=Limits.current())
+    _reject_if_any("feedback", decoded.details, batch=decoded.batch)
+    valid: list[FeedbackIn] = decoded.events
+    inserted, duplicates = _store(
+        "feedback",
+        FEEDBACK,
+        valid,
+        lambda event, digest: (
+            event.id,
+            event.occurred_at,
+            event.prediction_id,
+            event.metric,
+            event.value,
+            event.label,
+            actor,
+            digest,
+        ),
+        batch=decoded.batch,
+    )
+    return IngestResult(accepted=len(inserted), duplicates=duplicates)
+
+
+def _prediction_row(
+    event: PredictionIn, version_ids: dict[tuple[str, str], int], actor: str, digest: bytes
+) -> tuple[Any, ...]:
+    output = event.output
+    return (
+        event.id,
+        event.occurred_at,
+        version_ids[(event.model, event.model_version)],
+        event.subject,
+        event.experiment,
+        event.variant,
+        None if event.attributes is None else encode_json(event.attributes),
+        None if event.features is None else encode_json(event.features),
+        None if output is None else output.label,
+        None if output is None else output.score,
+        None if output is None else output.value,
+        event.error,
+        None if event.explanation is None else encode_json(event.explanation),
+        event.latency_ms,
+        actor,
+        digest,
+    )
+
+
+def _store[E: (PredictionIn, FeedbackIn)](
+    kind: Kind,
+    table: Table,
+    events: Sequence[E],
+    row_of: Callable[[E, bytes], tuple[Any, ...]],
+    *,
+    batch: bool,
+) -> tuple[set[uuid.UUID], int]:
+    """Write the events; the ids inserted and the number of duplicates (Conflict raised)."""
+    first_seen: dict[uuid.UUID, tuple[int, bytes]] = {}
+    rows: list[tuple[Any, ...]] = []
+    conflicts: list[Detail] = []
+    in_batch_duplicates = 0
+    for index, event in enumerate(events):
+        digest = content_hash(event)
+        seen = first_seen.get(event.id)
+        if seen is None:
+            first_seen[event.id] = (index, digest)
+            rows.append(row_of(event, digest))
+        elif seen[1] == digest:
+            in_batch_duplicates += 1
+        else:
+            conflicts.append(_conflict(index, event.id, f"index {seen[0]} of this batch"))
+    if conflicts:
+        _reject_conflicts(kind, conflicts, batch=batch)
+    stored = store(table, rows)
+    if stored.conflicting:
+        _reject_conflicts(
+            kind,
+            [_conflict(first_seen[id][0], id, "an event stored") for id in stored.conflicting],
+            batch=batch,
+        )
+    inserted = set(stored.inserted)
+    duplicates = len(events) - len(inserted)
+    transaction.on_commit(lambda: _count(kind, len(inserted), duplicates))
+    return inserted, duplicates
+
+
+def _count(kind: Kind, stored: int, duplicates: int) -> None:
+    EVENTS_STORED.labels(kind).inc(stored)
+    EVENTS_DUPLICATE.labels(kind).inc(duplicates)
+
+
+def _conflict(index: int, id: uuid.UUID, other: str) -> Detail:
+    return {
+        "index": index,
+        "field": "id",
+        "message": f"Event {id} has other content than {other}; ids are never reused.",
+    }
+
+
+def _reject_conflicts(kind: Kind, details: list[Detail], *, batch: bool) -> None:
+    EVENTS_REJECTED.labels(kind, "conflict").inc(len(details))
+    details.sort(key=lambda detail: int(detail["index"]))
+    raise Conflict(
+        "An id is already used by an event with other content; nothing was stored."
+        if batch
+        else "This id is already used by an event with other content.",
+        details=details if batch else [_without_index(detail) for detail in details],
+    )
+
+
+def _reject_if_any(kind: Kind, details: list[Detail], *, batch: bool) -> None:
+    if not details:
+        return
+    EVENTS_REJECTED.labels(kind, "invalid").inc(len({detail.get("index") for detail in details}))
+    if batch:
+        details.sort(key=lambda detail: int(detail.get("index", -1)))
+        raise ValidationFailed(
+            "Some events are invalid (see details); nothing was stored.", details=details
+        )
+    raise ValidationFailed(
+        "The event is invalid.", details=[_without_index(detail) for detail in details]
+    )
+
+
+def _without_index(detail: Detail) -> Detail:
+    return {key: value for key, value in detail.items() if key != "index"}
+
+
+Variants = Mapping[tuple[str, str], TaggedVariant]
+
+
+def _experiment_problems(events: Sequence[PredictionIn | None]) -> tuple[list[Detail], Variants]:
+    """Tags must name a variant of an experiment of the event's model, serving its version."""
+    tagged = [
+        (index, event)
+        for index, event in enumerate(events)
+        if event is not None and event.experiment is not None
+    ]
+    if not tagged:
+        return [], {}
+    variants = experiment_selectors.tagged_variant_index()
+    problems: list[Detail] = []
+    for index, event in tagged:
+        found = variants.get((event.experiment or "", event.variant or ""))
+        if found is None or found.model != event.model:
+            message = (
+                f"No experiment {event.experiment!r} of model {event.model!r} "
+                f"with a variant {event.variant!r}."
+            )
+            problems.append({"index": index, "field": "variant", "message": message})
+        elif found.model_version != event.model_version:
+            message = (
+                f"Variant {event.variant!r} of {event.experiment!r} serves version "
+                f"{found.model_version!r}, not {event.model_version!r}."
+            )
+            problems.append({"index": index, "field": "model_version", "message": message})
+    return problems, variants
+
+
+def _record_exposures(
+    events: Sequence[PredictionIn], inserted: set[uuid.UUID], variants: Variants
+) -> None:
+    """Each new tagged prediction exposes its subject to its variant, in batch order.
+
+    The experiments app keeps the first exposure of a subject to a variant.
+    """
+    exposures = []
+    recorded: set[uuid.UUID] = set()
+    for event in events:
+        if event.experiment is None or event.id not in inserted or event.id in recorded:
+            continue
+        recorded.add(event.id)
+        variant = variants[(event.experiment or "", event.variant or "")]
+        exposures.append(
+            experiment_services.PredictionExposure(
+                experiment_id=variant.experiment_id,
+                subject=event.subject or "",
+                variant_key=variant.variant_key,
+                model_version=event.model_version,
+                attributes=dict(event.attributes or {}),
+                occurred_at=event.occurred_at,
+                prediction_id=event.id,
+            )
+        )
+    if exposures:
+        experiment_services.exposures_record_from_predictions(exposures=exposures)

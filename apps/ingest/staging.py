@@ -1,0 +1,96 @@
+"""The write path of ingestion: binary COPY into a staging table, then one INSERT … SELECT.
+
+Per request: rows are COPYed (binary) into a temporary table of the session, then one
+`INSERT … SELECT … ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id` moves them into the
+event table. Ids come sorted, so two batches racing on the same ids take their row locks in
+the same order and cannot deadlock; a batch that meets a row another transaction is still
+inserting waits for it, then sees it. For the staged ids not returned, one join compares the
+stored content hash with the staged one: those that differ are conflicts.
+
+The columns `seq`, `xid` and `received_at` are not listed, so each row takes the event base's
+database defaults. The staging table lives as long as the database session and is emptied
+at every commit (ON COMMIT DELETE ROWS: a truncation, no dead rows); inside a caller's
+transaction (which commits later, if ever) it is emptied explicitly first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from psycopg import pq
+from psycopg.adapt import Dumper
+
+
+@dataclass(frozen=True)
+class Table:
+    """An event table and the columns the write path fills, with their PostgreSQL types."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def staging(self) -> str:
+        return f"{self.name}_staging"
+
+
+@dataclass(frozen=True)
+class Stored:
+    inserted: list[uuid.UUID]
+    conflicting: list[uuid.UUID]
+
+
+class EncodedJson:
+    """Marker type: a jsonb column whose values arrive as JSON bytes msgspec encoded."""
+
+
+class _EncodedJsonbDumper(Dumper):
+    """Binary jsonb straight from encoded bytes: the format's version byte, then the text."""
+
+    format = pq.Format.BINARY
+    oid = 3802  # jsonb, fixed in PostgreSQL's catalog
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + bytes(obj)
+
+
+def store(table: Table, rows: Sequence[Sequence[Any]]) -> Stored:
+    """Insert `rows` (column order of `table`, id first) that are not stored yet.
+
+    Runs inside the caller's transaction. Returns the ids inserted and the ids already
+    stored with a different `content_hash` (the caller rolls back when there are any).
+    """
+    names = ", ".join(column for column, _ in table.columns)
+    with connection.cursor() as cursor:
+        cursor.execute(_prepare_sql(table, nested=len(connection.atomic_blocks) > 1))
+        raw = cursor.cursor
+        raw.adapters.register_dumper(EncodedJson, _EncodedJsonbDumper)
+        with raw.copy(f"COPY {table.staging} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind for _, kind in table.columns])
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {table.staging} "  # noqa: S608 - names are constants of this module's callers
+            "ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        inserted = [row[0] for row in cursor.fetchall()]
+        conflicting: list[uuid.UUID] = []
+        if len(inserted) < len(rows):
+            cursor.execute(
+                f"SELECT s.id FROM {table.staging} s JOIN {table.name} t ON t.id = s.id "  # noqa: S608 - constants
+                "WHERE t.content_hash <> s.content_hash ORDER BY s.id"
+            )
+            conflicting = [row[0] for row in cursor.fetchall()]
+    return Stored(inserted=inserted, conflicting=conflicting)
+
+
+def _prepare_sql(table: Table, *, nested: bool) -> str:
+    columns = ", ".join(f"{column} {kind}" for column, kind in table.columns)
+    sql = f"CREATE TEMP TABLE IF NOT EXISTS {table.staging} ({columns}) ON COMMIT DELETE ROWS"
+    if nested:
+        # An enclosing transaction has not committed since the last use: rows may remain.
+        sql += f"; DELETE FROM {table.staging}"  # noqa: S608 - a constant table name
+    return sql

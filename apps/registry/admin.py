@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from apps.core.errors import ApplicationError, ValidationFailed
+from apps.core.errors import ApplicationError
 from apps.events.admin import ReadOnlyEventAdmin
 from apps.registry import selectors, services
 from apps.registry.models import Alias, MLModel, ModelVersion, RegistryEvent
@@ -34,9 +34,9 @@ def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.get_username()}"
 
 
-def _report(form: forms.BaseForm, error: ValidationFailed) -> None:
-    """Put a service's validation details on the form fields they name."""
-    for detail in error.details:
+def _report(form: forms.BaseForm, problems: Problems) -> None:
+    """Put validation details (dotted fields) on the form fields they name."""
+    for detail in problems.details:
         path = str(detail.get("field", ""))
         field = path.split(".")[0]
         message = detail["message"] if path == field else f"{path}: {detail['message']}"
@@ -71,10 +71,7 @@ class MLModelForm(forms.ModelForm[MLModel]):
             segment_attributes=cleaned.get("segment_attributes"),
             problems=problems,
         )
-        try:
-            problems.raise_if_any("The model is invalid.")
-        except ValidationFailed as error:
-            _report(self, error)
+        _report(self, problems)
         return cleaned
 
 
@@ -214,10 +211,7 @@ class ModelVersionForm(forms.ModelForm[ModelVersion]):
             tags=cleaned.get("tags"),
             problems=problems,
         )
-        try:
-            problems.raise_if_any("The version is invalid.")
-        except ValidationFailed as error:
-            _report(self, error)
+        _report(self, problems)
         # Stored lower-case (the database's check); the service would do the same.
         cleaned["artifact_sha256"] = str(cleaned.get("artifact_sha256") or "").lower()
         return cleaned

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework import serializers
+
 from apps.experiments.models import Exposure, RolloutEvent
 
 
@@ -38,3 +40,123 @@ def rollout_event_as_dict(event: RolloutEvent) -> dict[str, Any]:
         "occurred_at": _time(event.occurred_at),
         "received_at": _time(event.received_at),
     }
+
+
+def history_entry_as_dict(event: RolloutEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "actor": event.actor,
+        "diff": event.diff,
+        "occurred_at": _time(event.occurred_at),
+    }
+
+
+# --- shapes for the OpenAPI schema (the views validate with validation.parse_payload) ---------
+
+
+class VariantSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(max_length=100)
+    model_version = serializers.CharField(max_length=100)
+    weight = serializers.FloatField(min_value=0, max_value=1)
+
+
+class MetricSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(max_length=100)
+    type = serializers.ChoiceField(choices=["binomial", "mean"])
+
+
+class RampStepSerializer(serializers.Serializer[Any]):
+    coverage = serializers.FloatField(min_value=0, max_value=1)
+    after = serializers.CharField(
+        required=False, help_text="Time after the first start: <n>m, <n>h or <n>d; default 0."
+    )
+
+
+class RampStepStateSerializer(RampStepSerializer):
+    applied_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExperimentInputSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(max_length=100, help_text="Never changes.")
+    model = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True)
+    hypothesis = serializers.CharField(required=False, allow_blank=True)
+    owner = serializers.CharField(required=False, allow_blank=True)
+    variants = VariantSerializer(many=True, help_text="At least two; weights sum to 1.")
+    control = serializers.CharField(help_text="The key of the control variant.")
+    metrics = MetricSerializer(many=True, required=False)
+    primary_metric = serializers.CharField(required=False, allow_null=True)
+    guardrail_metrics = serializers.ListField(child=serializers.CharField(), required=False)
+    breakdown_attributes = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Among the model's segments."
+    )
+    targeting = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="attribute → allowed values; a subject must match every attribute.",
+    )
+    coverage = serializers.FloatField(required=False, min_value=0, max_value=1, default=1.0)
+    ramp = RampStepSerializer(many=True, required=False)
+    alpha = serializers.FloatField(required=False, default=0.05)
+    mde = serializers.FloatField(required=False, default=0.05, help_text="Relative lift.")
+
+
+class ExperimentPatchSerializer(ExperimentInputSerializer):
+    """Any field of the POST body but `key`: while draft anything, once started coverage up."""
+
+    key = None  # type: ignore[assignment]  # DRF removes a field declared None on a subclass
+    model = serializers.CharField(required=False)
+    variants = VariantSerializer(many=True, required=False)
+    control = serializers.CharField(required=False)
+
+
+class HistoryEntrySerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    actor = serializers.CharField()
+    diff = serializers.DictField(help_text='field → {"from", "to"}')
+    occurred_at = serializers.DateTimeField()
+
+
+class ExperimentSerializer(ExperimentInputSerializer):
+    status = serializers.ChoiceField(choices=["draft", "running", "paused", "stopped"])
+    ramp = RampStepStateSerializer(many=True)
+    salt = serializers.CharField()
+    hash_version = serializers.IntegerField()
+    shipped_variant = serializers.CharField(allow_null=True)
+    created_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    history = HistoryEntrySerializer(many=True)
+
+
+class ExperimentPageSerializer(serializers.Serializer[Any]):
+    results = ExperimentSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
+
+
+class ShipSerializer(serializers.Serializer[Any]):
+    variant = serializers.CharField(help_text="The variant whose version goes to production.")
+
+
+class AssignmentInputSerializer(serializers.Serializer[Any]):
+    experiment = serializers.CharField()
+    subject = serializers.CharField(max_length=1024)
+    attributes = serializers.DictField(
+        required=False, help_text="A flat object of string → string | number | boolean."
+    )
+
+
+class AssignmentSerializer(serializers.Serializer[Any]):
+    experiment = serializers.CharField()
+    subject = serializers.CharField()
+    variant = serializers.CharField(allow_null=True)
+    model_version = serializers.CharField(allow_null=True)
+    in_experiment = serializers.BooleanField()
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    error = serializers.DictField(help_text='{"code", "message", "details"} (API.md)')

@@ -1,4 +1,4 @@
-"""Use cases of experiments: exposures from tagged predictions (ingestion's entry point)."""
+"""Exposures recorded from tagged predictions (ingestion's entry point) and the config number."""
 
 from __future__ import annotations
 
@@ -43,14 +43,16 @@ ON CONFLICT (experiment_id, subject, variant) DO NOTHING
 
 
 def config_changed() -> None:
-    """Raise the configuration number in the caller's transaction: every process reloads.
+    """Give the configuration a new number in the caller's transaction: every process reloads.
 
-    An upsert, so a flushed table (tests) or a missing row heals itself.
+    The number comes from a sequence, so it is never reused even when a transaction that
+    took one rolls back (see migration 0002). An upsert, so a flushed table heals itself.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO experiments_configversion (id, version) VALUES (1, 1) "
-            "ON CONFLICT (id) DO UPDATE SET version = experiments_configversion.version + 1"
+            "INSERT INTO experiments_configversion (id, version)"
+            " VALUES (1, nextval('experiments_config_seq'))"
+            " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"
         )
 
 

@@ -6,6 +6,7 @@ worker writes its samples there and /metrics merges them; otherwise the process 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 
@@ -21,6 +22,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+logger = logging.getLogger(__name__)
+
 HTTP_REQUESTS = Counter(
     "kaizen_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
@@ -35,6 +38,9 @@ EVENTS_DUPLICATE = Counter(
     "kaizen_events_duplicate_total", "Events received again with the same content", ["type"]
 )
 EVENTS_REJECTED = Counter("kaizen_events_rejected_total", "Events rejected", ["type", "reason"])
+SCRAPE_ERRORS = Counter(
+    "kaizen_metrics_source_errors_total", "Scrape-time gauge sources that raised"
+)
 
 GaugeSource = Callable[[], Iterable[GaugeMetricFamily]]
 _gauge_sources: list[GaugeSource] = []
@@ -49,7 +55,14 @@ def register_gauges(source: GaugeSource) -> None:
 class _ScrapeTimeGauges(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         for source in _gauge_sources:
-            yield from source()
+            try:
+                # Listed first: a source failing half-way must not leave a partial family.
+                families = list(source())
+            except Exception:  # a broken gauge source must not take /metrics down
+                logger.exception("metrics.gauge_source_failed", extra={"source": repr(source)})
+                SCRAPE_ERRORS.inc()
+                continue
+            yield from families
 
 
 def render() -> tuple[bytes, str]:

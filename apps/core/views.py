@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 
 from apps.core.errors import json_error
 from apps.core.metrics import render as render_metrics
 
 ReadinessSource = Callable[[], dict[str, Any]]
+View = Callable[[HttpRequest], HttpResponse]
 _readiness_sources: dict[str, ReadinessSource] = {}
 
 
@@ -24,14 +25,32 @@ def register_readiness(name: str, source: ReadinessSource) -> None:
     _readiness_sources[name] = source
 
 
-@require_GET
+def _read_only(view: View) -> View:
+    """GET and HEAD only; anything else is API.md's 405 body (Django's own has no body)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        if request.method not in {"GET", "HEAD"}:
+            return json_error(
+                405,
+                "method_not_allowed",
+                f"Method {request.method} is not allowed here; use GET.",
+                Allow="GET, HEAD",
+            )
+        return view(request)
+
+    return wrapped
+
+
+@_read_only
 def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
 def _database_answers() -> tuple[bool, str]:
     try:
-        with connection.cursor() as cursor:
+        # SET LOCAL lasts until the end of the transaction; outside one it does nothing.
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL statement_timeout = 2000")
             cursor.execute("SELECT 1")
         return True, "ok"
@@ -39,18 +58,26 @@ def _database_answers() -> tuple[bool, str]:
         return False, type(error).__name__
 
 
+def _broker_redis_url() -> str:
+    """The Redis the Celery broker uses, as redis-py spells it (kombu: redis+socket://)."""
+    broker: str = settings.CELERY_BROKER_URL
+    if broker.startswith("redis+socket://"):
+        return "unix://" + broker.removeprefix("redis+socket://")
+    return broker
+
+
 def _broker_status() -> dict[str, Any]:
     try:
         client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
+            _broker_redis_url(), socket_connect_timeout=0.5, socket_timeout=0.5
         )
         client.ping()
         return {"status": "ok"}
-    except (redis.RedisError, OSError) as error:
+    except (redis.RedisError, OSError, ValueError) as error:
         return {"status": "unavailable", "error": type(error).__name__}
 
 
-@require_GET
+@_read_only
 def readyz(request: HttpRequest) -> HttpResponse:
     """200 while the database answers; broker state and lag are reported, never fatal."""
     database_ok, database_state = _database_answers()
@@ -82,12 +109,12 @@ def readyz(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body)
 
 
-@require_GET
+@_read_only
 def metrics(request: HttpRequest) -> HttpResponse:
     token: str = settings.KAIZEN_METRICS_TOKEN
     if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return json_error(401, "unauthenticated", "Send the metrics token as a Bearer token.")
     output, content_type = render_metrics()
     return HttpResponse(output, content_type=content_type)

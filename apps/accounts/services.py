@@ -17,6 +17,9 @@ from apps.core.errors import ValidationFailed
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "kz"
+PREFIX_LENGTH = 12  # hex characters of the public lookup prefix (48 bits)
+SECRET_BYTES = 32  # 256 random bits in the secret part (API.md "Conventions")
+NAME_MAX_LENGTH = 100
 
 
 def _digest(raw_key: str) -> str:
@@ -35,6 +38,16 @@ def parse_scopes(scopes: Iterable[str]) -> list[str]:
     return sorted(set(wanted))
 
 
+def _check_names(*, application: str, name: str) -> None:
+    details = [
+        {"field": field, "message": f"1 to {NAME_MAX_LENGTH} characters."}
+        for field, value in (("application", application), ("name", name))
+        if not value.strip() or len(value) > NAME_MAX_LENGTH
+    ]
+    if details:
+        raise ValidationFailed("The application and key names are invalid.", details=details)
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -46,9 +59,10 @@ def api_key_create(
 ) -> tuple[ApiKey, str]:
     """Create a key; the raw key is returned once and never stored."""
     scope_list = parse_scopes(scopes)
+    _check_names(application=application, name=name)
     app, _ = Application.objects.get_or_create(name=application)
-    prefix = secrets.token_hex(6)
-    raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"  # 32 bytes: 256 random bits
+    prefix = secrets.token_hex(PREFIX_LENGTH // 2)
+    raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
     key = ApiKey.objects.create(
         application=app,
         name=name,
@@ -73,8 +87,9 @@ def api_key_revoke(*, key: ApiKey, at: datetime | None = None) -> ApiKey:
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """The usable key this raw key is, or None (unknown, malformed, revoked or expired)."""
-    parts = raw_key.split("_")
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+    # The secret is base64url, whose alphabet contains "_": split off the two leading parts only.
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != PREFIX_LENGTH:
         return None
     key = ApiKey.objects.select_related("application").filter(prefix=parts[1]).first()
     if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):

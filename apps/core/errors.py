@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -130,8 +131,10 @@ def _special_response(exc: Exception) -> Response | None:
         return Response(
             error_body("payload_too_large", "The request body is too large."), status=413
         )
-    if isinstance(exc, drf.ValidationError):
-        details = flatten_validation(exc.detail)
+    if isinstance(exc, drf.ValidationError | DjangoValidationError):
+        # A model validator's error (full_clean in a service) is the client's, not a 500.
+        raw = exc.detail if isinstance(exc, drf.ValidationError) else _django_messages(exc)
+        details = flatten_validation(raw)
         return Response(
             error_body("validation_error", "The request is invalid.", details), status=400
         )
@@ -143,6 +146,12 @@ def _special_response(exc: Exception) -> Response | None:
             headers={"Retry-After": str(wait)},
         )
     return None
+
+
+def _django_messages(exc: DjangoValidationError) -> Any:
+    if hasattr(exc, "error_dict"):
+        return exc.message_dict
+    return exc.messages
 
 
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:

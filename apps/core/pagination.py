@@ -11,9 +11,13 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
+from django.utils.timezone import is_naive
 from rest_framework.request import Request
 
 from apps.core.errors import ValidationFailed
@@ -27,20 +31,21 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _forged() -> ValidationFailed:
+    return ValidationFailed(
+        "The cursor is not one this server gave out.",
+        details=[{"field": "cursor", "message": "Pass next_cursor from a previous page."}],
+    )
+
+
 def decode_cursor(cursor: str, size: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError) as error:
-        raise ValidationFailed(
-            "The cursor is not one this server gave out.",
-            details=[{"field": "cursor", "message": "Pass next_cursor from a previous page."}],
-        ) from error
+    except (ValueError, binascii.Error, UnicodeError, RecursionError) as error:
+        raise _forged() from error
     if not isinstance(values, list) or len(values) != size:
-        raise ValidationFailed(
-            "The cursor is not one this server gave out.",
-            details=[{"field": "cursor", "message": "Pass next_cursor from a previous page."}],
-        )
+        raise _forged()
     return values
 
 
@@ -61,14 +66,53 @@ def parse_limit(request: Request) -> int:
 
 
 def _after(keys: Sequence[str], values: Sequence[Any]) -> Q:
-    """Rows strictly after `values` in the ascending order of `keys` (a row comparison)."""
+    """Rows strictly after `values` in the ascending order of `keys` (a row comparison).
+
+    The leading `keys[0] >= values[0]` is implied by the rest; it is there so that PostgreSQL
+    starts the index scan at the cursor instead of filtering every row before it.
+    """
     condition = Q()
     for position, key in enumerate(keys):
         step = Q(**{f"{key}__gt": values[position]})
         for earlier, earlier_key in enumerate(keys[:position]):
             step &= Q(**{earlier_key: values[earlier]})
         condition |= step
-    return condition
+    return Q(**{f"{keys[0]}__gte": values[0]}) & condition
+
+
+def _field(model: type[Model], key: str) -> Any:
+    """The model field a `a__b` ordering key ends at (the target of a relation), or None."""
+    field: Any = None
+    current: Any = model
+    try:
+        for part in key.split("__"):
+            field = current._meta.get_field(part)
+            current = field.related_model
+    except (FieldDoesNotExist, AttributeError):
+        return None
+    return field.target_field if field.is_relation else field
+
+
+def _typed(model: type[Model], keys: Sequence[str], values: Sequence[Any]) -> list[Any]:
+    """The cursor's values as the key fields' Python values; a forged cursor is a 400.
+
+    A cursor is client input: a value of the wrong type would otherwise fail inside the ORM
+    (ValueError, ValidationError, TypeError) and answer 500.
+    """
+    typed = []
+    for key, value in zip(keys, values, strict=True):
+        field = _field(model, key)
+        if field is None:  # an annotation: the ORM types it, not a field
+            typed.append(value)
+            continue
+        try:
+            converted = field.to_python(value) if value is not None else None
+        except (DjangoValidationError, TypeError, ValueError, OverflowError) as error:
+            raise _forged() from error
+        if converted is None or (isinstance(converted, datetime) and is_naive(converted)):
+            raise _forged()
+        typed.append(converted)
+    return typed
 
 
 def paginate[M: Model](
@@ -82,7 +126,8 @@ def paginate[M: Model](
     limit = parse_limit(request)
     cursor = request.query_params.get("cursor")
     if cursor:
-        queryset = queryset.filter(_after(keys, decode_cursor(cursor, len(keys))))
+        values = _typed(queryset.model, keys, decode_cursor(cursor, len(keys)))
+        queryset = queryset.filter(_after(keys, values))
     rows = list(queryset.order_by(*keys)[: limit + 1])
     page = rows[:limit]
     next_cursor = None

@@ -25,6 +25,7 @@ from apps.events.models import Event
 from apps.events.registry import sources
 
 HEARTBEAT_KEY = "events:heartbeat"
+BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, order=True)
@@ -46,25 +47,64 @@ class Position:
                 "The cursor is not one this server gave out.",
                 details=[{"field": "after", "message": "Pass next_cursor from a previous page."}],
             ) from error
-        if position.xid < 0 or position.seq < 0:
-            raise ValidationFailed("The cursor is not one this server gave out.")
+        if not (0 <= position.xid <= BIGINT_MAX and 0 <= position.seq <= BIGINT_MAX):
+            raise ValidationFailed(
+                "The cursor is not one this server gave out.",
+                details=[{"field": "after", "message": "Pass next_cursor from a previous page."}],
+            )
         return position
 
 
 START = Position(0, 0)
 
 
+# The horizon: the snapshot's xmax, lowered to the oldest transaction that is still running
+# *in this database* and has an xid (the only ones that can still insert rows here), or is
+# prepared. pg_snapshot_xmin alone is cluster-wide: an open transaction in any other database
+# of the server would hold every projection back. backend_xid is 32 bits; it is widened with
+# the epoch of xmax (it is never more than 2^31 behind).
+_HORIZON_SQL = """
+WITH snapshot AS (
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
+), running AS (
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL
+      AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database = current_database()
+)
+SELECT least(
+    snapshot.xmax,
+    (SELECT min(CASE WHEN ((snapshot.xmax >> 32) << 32) + running.xid <= snapshot.xmax
+                     THEN ((snapshot.xmax >> 32) << 32) + running.xid
+                     ELSE ((snapshot.xmax >> 32) << 32) + running.xid - 4294967296 END)
+     FROM running)
+) FROM snapshot
+"""
+
+
 def safe_horizon() -> int:
-    """The smallest xid that may still be running: rows below it are final and visible."""
+    """The smallest xid that may still insert rows here: rows below it are final and visible.
+
+    Every writer must use a role whose sessions this role can see in pg_stat_activity (the
+    same role, or pg_read_all_stats), as Kaizen's processes do.
+    """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        cursor.execute(_HORIZON_SQL)
         row = cursor.fetchone()
     assert row is not None  # noqa: S101 - SELECT of a scalar always returns a row
     return int(row[0])
 
 
 def after_position(position: Position) -> Q:
-    return Q(xid__gt=position.xid) | Q(xid=position.xid, seq__gt=position.seq)
+    """Rows after `position` in (xid, seq) order.
+
+    The leading `xid >= …` is implied by the rest; it lets PostgreSQL start the (xid, seq)
+    index scan at the position instead of filtering every row before it.
+    """
+    return Q(xid__gte=position.xid) & (
+        Q(xid__gt=position.xid) | Q(xid=position.xid, seq__gt=position.seq)
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,12 @@ from apps.events import services
 
 
 @shared_task(
-    name="events.heartbeat", acks_late=True, ignore_result=True, soft_time_limit=5, time_limit=10
+    name="events.heartbeat",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=5,
+    time_limit=10,
 )
 def heartbeat() -> None:
     """Record that a worker consumed from the broker (shown in /readyz)."""

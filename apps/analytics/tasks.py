@@ -1,0 +1,29 @@
+"""Celery tasks of the aggregation workers (thin: one service call, safe to run twice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from apps.analytics import services
+
+# Each beat run folds at most this many events per projection; the next run continues.
+MAX_EVENTS_PER_RUN = 1_000_000
+
+
+@shared_task(
+    name="analytics.aggregate",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def aggregate() -> dict[str, Any]:
+    """Fold new events into every projection, then evaluate the rules."""
+    return services.aggregations_run(max_events=MAX_EVENTS_PER_RUN)

@@ -236,3 +236,48 @@ def test_make_run__embedded_mode__serves_then_stops_everything_on_sigint(tmp_pat
             timeout=60,
             check=False,
         )
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("processes")
+def test_embedded_servers__started_reused_stopped_restarted(monkeypatch, tmp_path):
+    # Given: a fresh KAIZEN_HOME, deep enough that a Unix socket path in it would not fit
+    import psycopg
+    import redis
+
+    from config import embedded
+
+    home = tmp_path / ("deep-" * 12) / "kaizen"
+    monkeypatch.setenv("KAIZEN_HOME", str(home))
+    try:
+        # When: started, then asked for again
+        first_postgres, first_redis = embedded.postgres_url(), embedded.redis_url()
+        postgres_pid = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
+        redis_pid = int((home / "redis.pid").read_text().strip())
+        # Then: the same servers are reused, and both answer
+        assert (embedded.postgres_url(), embedded.redis_url()) == (first_postgres, first_redis)
+        assert int((home / "pgdata" / "postmaster.pid").read_text().split()[0]) == postgres_pid
+        assert int((home / "redis.pid").read_text().strip()) == redis_pid
+        socket_path = first_redis.removeprefix("unix://").split("?")[0]
+        assert len(socket_path) <= 100 < len(str(home / "redis.sock"))
+        assert redis.Redis(unix_socket_path=socket_path).ping() is True
+        with psycopg.connect(first_postgres) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("kaizen",)
+
+        # When: stopped
+        assert embedded.stop_all() == ["redis", "postgres"]
+        # Then: gone, and stopping again stops nothing
+        assert not _alive(postgres_pid)
+        assert not _alive(redis_pid)
+        assert (embedded.postgres_running(), embedded.redis_running()) == (False, False)
+        assert embedded.stop_all() == []
+
+        # When: asked for again in the same process
+        again = embedded.postgres_url()
+        embedded.redis_url()
+        # Then: started again (not a stale handle to the stopped server)
+        with psycopg.connect(again) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert embedded.redis_running() is True
+    finally:
+        embedded.stop_all()

@@ -28,11 +28,17 @@ class ApplicationError(Exception):
 
     code = "bad_request"
     status = 400
+    # Seconds a client should wait before retrying (the Retry-After header), if any.
+    retry_after: int | None = None
 
-    def __init__(self, message: str, *, details: Sequence[Detail] = ()) -> None:
+    def __init__(
+        self, message: str, *, details: Sequence[Detail] = (), retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details)
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ValidationFailed(ApplicationError):
@@ -58,6 +64,7 @@ class PayloadTooLarge(ApplicationError):
 class Unavailable(ApplicationError):
     code = "unavailable"
     status = 503
+    retry_after = 5  # API.md: 503 with Retry-After
 
 
 def error_body(code: str, message: str, details: Sequence[Detail] = ()) -> dict[str, Any]:
@@ -126,7 +133,10 @@ _DRF_CODES: list[tuple[type[Exception], int, str]] = [
 
 def _special_response(exc: Exception) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+        headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("payload_too_large", "The request body is too large."), status=413

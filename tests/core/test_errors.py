@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.test import override_settings
 from django.urls import path
 from django.views.decorators.http import require_POST
@@ -21,7 +23,13 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from apps.accounts.models import ApiKey
-from apps.core.errors import NotFound
+from apps.core.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    ValidationFailed,
+)
 from apps.core.pagination import encode_cursor, paginate
 from config import urls as project_urls
 
@@ -45,9 +53,25 @@ class EchoView(APIView):
         return Response(given.validated_data, status=201)
 
     def get(self, request: Request) -> Response:
+        raised = RAISED.get(request.query_params.get("raise", ""))
+        if raised is not None:
+            raise raised
         if request.query_params.get("crash"):
             raise RuntimeError("boom")
         raise NotFound("No such echo.")
+
+
+RAISED: dict[str, Exception] = {
+    "conflict": Conflict("Already there.", details=[{"field": "name", "message": "Taken."}]),
+    "unavailable": Unavailable("Busy."),
+    "unavailable-30": Unavailable("Busy.", retry_after=30),
+    "too-large": PayloadTooLarge("Too many events."),
+    "invalid": ValidationFailed("Bad.", details=[{"index": 2, "field": "a.b", "message": "No."}]),
+    "django-invalid": DjangoValidationError({"name": ["Too short."]}),
+    "django-invalid-plain": DjangoValidationError("Plainly wrong."),
+    "django-404": Http404("gone"),
+    "django-403": DjangoPermissionDenied(),
+}
 
 
 class KeyListView(APIView):
@@ -349,6 +373,81 @@ def test_application_error_in_a_view__its_status_and_code(make_client):
     # Then
     assert response.status_code == 404
     assert _error(response) == {"code": "not_found", "message": "No such echo.", "details": []}
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "error", "retry_after"),
+    [
+        (
+            "conflict",
+            409,
+            {
+                "code": "conflict",
+                "message": "Already there.",
+                "details": [{"field": "name", "message": "Taken."}],
+            },
+            None,
+        ),
+        ("unavailable", 503, {"code": "unavailable", "message": "Busy.", "details": []}, "5"),
+        ("unavailable-30", 503, {"code": "unavailable", "message": "Busy.", "details": []}, "30"),
+        (
+            "too-large",
+            413,
+            {"code": "payload_too_large", "message": "Too many events.", "details": []},
+            None,
+        ),
+        (
+            "invalid",
+            400,
+            {
+                "code": "validation_error",
+                "message": "Bad.",
+                "details": [{"index": 2, "field": "a.b", "message": "No."}],
+            },
+            None,
+        ),
+        (
+            "django-invalid",
+            400,
+            {
+                "code": "validation_error",
+                "message": "The request is invalid.",
+                "details": [{"field": "name", "message": "Too short."}],
+            },
+            None,
+        ),
+        (
+            "django-invalid-plain",
+            400,
+            {
+                "code": "validation_error",
+                "message": "The request is invalid.",
+                "details": [{"message": "Plainly wrong."}],
+            },
+            None,
+        ),
+        ("django-404", 404, {"code": "not_found", "message": "Not found.", "details": []}, None),
+        (
+            "django-403",
+            403,
+            {
+                "code": "forbidden",
+                "message": "You do not have permission to perform this action.",
+                "details": [],
+            },
+            None,
+        ),
+    ],
+)
+def test_errors_raised_in_a_view__mapped_to_status_and_body(
+    make_client, raised, status, error, retry_after
+):
+    # When
+    response = make_client("read").get(ECHO, {"raise": raised})
+    # Then
+    assert response.status_code == status
+    assert _error(response) == error
+    assert response.get("Retry-After") == retry_after
 
 
 def test_unexpected_exception__500_error_body(make_client):

@@ -6,6 +6,8 @@ import psycopg
 import pytest
 from django.apps import apps
 from django.db import DatabaseError, connection, models, transaction
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import CreateModel
 from django.db.models import ProtectedError
 
 from apps.events import registry
@@ -189,3 +191,39 @@ def test_registry__every_event_table__is_registered_in_the_feed():
     registered = {source.model for source in registry.sources()}
     # Then: an event table missing here would be missing from GET /api/v1/events
     assert sorted(model._meta.label for model in _event_models() if model not in registered) == []
+
+
+def _creating_migration(loader: MigrationLoader, model: type[Event]) -> tuple[str, str]:
+    label = model._meta.app_label
+    for (app_label, name), migration in loader.disk_migrations.items():
+        if app_label != label:
+            continue
+        for operation in migration.operations:
+            if (
+                isinstance(operation, CreateModel)
+                and operation.name_lower == model._meta.model_name
+            ):
+                return app_label, name
+    pytest.fail(f"no migration creates {model._meta.label}")
+
+
+@pytest.mark.xfail(
+    reason="apps/registry/migrations/0001 lacks dependencies = [('events', '0001_event_log')]: "
+    "`migrate registry` on a fresh database fails (kaizen_event_seq does not exist); a full "
+    "`migrate` only works because 'events' sorts before 'registry'. Drop this mark once fixed.",
+    strict=False,
+)
+def test_migrations__every_event_table__created_after_the_log_sequence_and_trigger_function():
+    # Given: an event table's column default calls the log's sequence and its trigger calls
+    # the log's function; both come from events 0001, which must therefore run first even
+    # when that app alone is migrated
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    # When
+    missing = [
+        model._meta.label
+        for model in _event_models()
+        if ("events", "0001_event_log")
+        not in loader.graph.forwards_plan(_creating_migration(loader, model))
+    ]
+    # Then
+    assert missing == []

@@ -20,8 +20,8 @@ from apps.core.metrics import EVENTS_DUPLICATE, EVENTS_REJECTED, EVENTS_STORED
 from apps.experiments import selectors as experiment_selectors
 from apps.experiments import services as experiment_services
 from apps.experiments.selectors import TaggedVariant
-from apps.ingest import selectors
-from apps.ingest.staging import Table, store
+from apps.ingest import selectors, staging
+from apps.ingest.staging import Table
 from apps.ingest.validation import (
     FeedbackIn,
     Kind,
@@ -68,18 +68,21 @@ FEEDBACK = Table(
 )
 
 
+Variants = Mapping[tuple[str, str], TaggedVariant]
+
+
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
     duplicates: int
 
 
-@transaction.atomic
 def predictions_ingest(*, body: bytes, actor: str) -> IngestResult:
     """Store the predictions of a body (one event or {"events": [...]}) not stored yet.
 
     Raises ValidationFailed (every bad index), PayloadTooLarge, or Conflict (an id stored
-    with other content); nothing is stored then.
+    with other content); nothing is stored then. Validation reads only immutable or
+    versioned references, so it runs before the transaction opens, keeping it short.
     """
     decoded = decode(body, kind="prediction", limits=Limits.current())
     events: list[PredictionIn | None] = decoded.events
@@ -100,27 +103,46 @@ def predictions_ingest(*, body: bytes, actor: str) -> IngestResult:
     ]
     _reject_if_any("prediction", details, batch=decoded.batch)
     valid: list[PredictionIn] = events  # type: ignore[assignment]  # no None left: checked above
-    inserted, duplicates = _store(
-        "prediction",
-        PREDICTIONS,
-        valid,
-        lambda event, digest: _prediction_row(event, version_ids, actor, digest),
-        batch=decoded.batch,
+    staging.prepare(PREDICTIONS)
+    return _predictions_store(
+        valid, version_ids=version_ids, variants=variants, actor=actor, batch=decoded.batch
     )
-    _record_exposures(valid, inserted, variants)
-    return IngestResult(accepted=len(inserted), duplicates=duplicates)
 
 
 @transaction.atomic
+def _predictions_store(
+    events: Sequence[PredictionIn],
+    *,
+    version_ids: dict[tuple[str, str], int],
+    variants: Variants,
+    actor: str,
+    batch: bool,
+) -> IngestResult:
+    inserted, duplicates = _store(
+        "prediction",
+        PREDICTIONS,
+        events,
+        lambda event, digest: _prediction_row(event, version_ids, actor, digest),
+        batch=batch,
+    )
+    _record_exposures(events, inserted, variants)
+    return IngestResult(accepted=len(inserted), duplicates=duplicates)
+
+
 def feedback_ingest(*, body: bytes, actor: str) -> IngestResult:
     """Store the feedback events of a body not stored yet; the prediction may come later."""
     decoded = decode(body, kind="feedback", limits=Limits.current())
     _reject_if_any("feedback", decoded.details, batch=decoded.batch)
-    valid: list[FeedbackIn] = decoded.events
+    staging.prepare(FEEDBACK)
+    return _feedback_store(decoded.events, actor=actor, batch=decoded.batch)
+
+
+@transaction.atomic
+def _feedback_store(events: Sequence[FeedbackIn], *, actor: str, batch: bool) -> IngestResult:
     inserted, duplicates = _store(
         "feedback",
         FEEDBACK,
-        valid,
+        events,
         lambda event, digest: (
             event.id,
             event.occurred_at,
@@ -131,7 +153,7 @@ def feedback_ingest(*, body: bytes, actor: str) -> IngestResult:
             actor,
             digest,
         ),
-        batch=decoded.batch,
+        batch=batch,
     )
     return IngestResult(accepted=len(inserted), duplicates=duplicates)
 
@@ -185,7 +207,7 @@ def _store[E: (PredictionIn, FeedbackIn)](
             conflicts.append(_conflict(index, event.id, f"index {seen[0]} of this batch"))
     if conflicts:
         _reject_conflicts(kind, conflicts, batch=batch)
-    stored = store(table, rows)
+    stored = staging.store(table, rows)
     if stored.conflicting:
         _reject_conflicts(
             kind,
@@ -238,9 +260,6 @@ def _reject_if_any(kind: Kind, details: list[Detail], *, batch: bool) -> None:
 
 def _without_index(detail: Detail) -> Detail:
     return {key: value for key, value in detail.items() if key != "index"}
-
-
-Variants = Mapping[tuple[str, str], TaggedVariant]
 
 
 def _experiment_problems(events: Sequence[PredictionIn | None]) -> tuple[list[Detail], Variants]:

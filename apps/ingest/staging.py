@@ -9,13 +9,16 @@ stored content hash with the staged one: those that differ are conflicts.
 
 The columns `seq`, `xid` and `received_at` are not listed, so each row takes the event base's
 database defaults. The staging table lives as long as the database session and is emptied
-at every commit (ON COMMIT DELETE ROWS: a truncation, no dead rows); inside a caller's
-transaction (which commits later, if ever) it is emptied explicitly first.
+at every commit (ON COMMIT DELETE ROWS: a truncation, no dead rows). `prepare()` creates it
+once per session, outside any transaction, so that a request costs no DDL; inside a
+caller's transaction (tests, another service) `store()` creates it there if need be, and
+empties it first, since that transaction commits later, if ever.
 """
 
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +60,24 @@ class _EncodedJsonbDumper(Dumper):
         return b"\x01" + bytes(obj)
 
 
+# Database sessions (psycopg connections) → the staging tables created in them and committed.
+_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def prepare(table: Table) -> None:
+    """Create the session's staging table for `table` once, when no transaction is open."""
+    if connection.in_atomic_block:
+        return
+    connection.ensure_connection()
+    session = connection.connection
+    made = _prepared.setdefault(session, set())
+    if table.staging in made:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_create_sql(table))
+    made.add(table.staging)
+
+
 def store(table: Table, rows: Sequence[Sequence[Any]]) -> Stored:
     """Insert `rows` (column order of `table`, id first) that are not stored yet.
 
@@ -65,7 +86,14 @@ def store(table: Table, rows: Sequence[Sequence[Any]]) -> Stored:
     """
     names = ", ".join(column for column, _ in table.columns)
     with connection.cursor() as cursor:
-        cursor.execute(_prepare_sql(table, nested=len(connection.atomic_blocks) > 1))
+        statements = []
+        if table.staging not in _prepared.get(connection.connection, ()):
+            statements.append(_create_sql(table))
+        if len(connection.atomic_blocks) > 1:
+            # An enclosing transaction has not committed since the last use: rows may remain.
+            statements.append(f"DELETE FROM {table.staging}")  # noqa: S608 - a constant name
+        if statements:
+            cursor.execute("; ".join(statements))
         raw = cursor.cursor
         raw.adapters.register_dumper(EncodedJson, _EncodedJsonbDumper)
         with raw.copy(f"COPY {table.staging} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -87,10 +115,6 @@ def store(table: Table, rows: Sequence[Sequence[Any]]) -> Stored:
     return Stored(inserted=inserted, conflicting=conflicting)
 
 
-def _prepare_sql(table: Table, *, nested: bool) -> str:
+def _create_sql(table: Table) -> str:
     columns = ", ".join(f"{column} {kind}" for column, kind in table.columns)
-    sql = f"CREATE TEMP TABLE IF NOT EXISTS {table.staging} ({columns}) ON COMMIT DELETE ROWS"
-    if nested:
-        # An enclosing transaction has not committed since the last use: rows may remain.
-        sql += f"; DELETE FROM {table.staging}"  # noqa: S608 - a constant table name
-    return sql
+    return f"CREATE TEMP TABLE IF NOT EXISTS {table.staging} ({columns}) ON COMMIT DELETE ROWS"

@@ -249,10 +249,12 @@ def _decode_one(codec: _Codec, raw: bytes | msgspec.Raw) -> tuple[Any, Detail | 
         return codec.single.decode(raw), None
     except msgspec.ValidationError as error:
         return None, _problem(error)
-    except RecursionError:
-        return None, {"message": "The event is nested too deeply."}
-    except (msgspec.DecodeError, UnicodeDecodeError) as error:
-        return None, {"message": f"Not valid JSON: {error}."}
+    except RecursionError as error:
+        raise InvalidJson("The body is nested too deeply.") from error
+    except UnicodeDecodeError as error:
+        raise InvalidJson("The body is not UTF-8.") from error
+    except msgspec.DecodeError as error:
+        raise InvalidJson(f"The body is not valid JSON: {error}.") from error
 
 
 _LOCATION = re.compile(r"^(?P<message>.*?) - at `(?P<path>[^`]*)`(?: in `(?P<container>[^`]*)`)?$")

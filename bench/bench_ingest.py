@@ -1,0 +1,324 @@
+"""Ingestion benchmark (issue 3, "Speed"): HTTP events/s and latency, next to raw PostgreSQL.
+
+Starts gunicorn (2 sync workers) against a fresh database, registers model `churn` version 3,
+then loads it from separate client processes, each phase bounded in time:
+
+1. predictions in batches of 500, closed loop: events/s, p50, p99 (target ≥ 40,000/s);
+2. feedback in batches of 500, closed loop (target: faster than predictions);
+3. single predictions, open loop at 200 requests/s: p50, p99 (target p99 < 20 ms);
+4. single predictions, closed loop: the most one-event requests per second.
+
+Then, in the same run and database, inserts rows like the ones posted straight into the
+prediction table with psycopg: executemany and binary COPY, 1000 rows per transaction, and
+prints the HTTP rate as a fraction of each. Every event is fully validated by the server
+(the same body API.md shows: attributes, features, output, explanation, latency).
+
+Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones); BENCH_SECONDS
+scales every phase (default 12 s for the batch phases). The machine is shared: the load
+average is printed before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.adapt import Dumper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402 - the sibling module, found through the path above
+    Environment,
+    Load,
+    api_key,
+    drop_database,
+    fresh_database,
+    machine_load,
+    report,
+    request_json,
+    run_load,
+    serve,
+    unique_id_prefix,
+)
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "12"))
+BATCH = 500
+RAW_ROWS = 40_000
+RAW_CHUNK = 1000
+SINGLE_RATE = 200.0
+OCCURRED_AT = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+VARIETY = 64
+
+TARGET_BATCH_EVENTS = 40_000
+TARGET_SINGLE_P99_MS = 20.0
+
+
+def prediction_fields(number: int) -> dict[str, Any]:
+    """The body API.md shows, varied a little (all but `id`)."""
+    return {
+        "model": "churn",
+        "model_version": "3",
+        "subject": f"user-{number:05d}",
+        "attributes": {"country": ("DE", "FR", "US", "PL")[number % 4], "plan": "pro"},
+        "features": {
+            "tenure_days": 400 + number,
+            "sessions_7d": number % 9,
+            "avg_basket": 31.5 + number,
+            "device": ("ios", "android", "web")[number % 3],
+            "newsletter": number % 2 == 0,
+        },
+        "output": {"label": "churn" if number % 3 else "stay", "score": (number % 100) / 100},
+        "explanation": {"tenure_days": -0.12, "sessions_7d": 0.31},
+        "latency_ms": 12.5 + number % 7,
+        "occurred_at": OCCURRED_AT,
+    }
+
+
+def feedback_fields(number: int) -> dict[str, Any]:
+    return {
+        "prediction_id": f"00000000-0000-4000-8000-{number:012x}",
+        "metric": ("click", "conversion", "revenue")[number % 3],
+        "value": number % 2,
+        "occurred_at": OCCURRED_AT,
+    }
+
+
+class Bodies:
+    """Request bodies of `batch` events with ids never used before (8-4-4-4-12 hex UUIDs)."""
+
+    def __init__(self, fields: Any, batch: int, processes: int = 16) -> None:
+        self.batch = batch
+        # Each event's JSON after its id, cut from a full encoding: `"model":...}`.
+        self.rests = [orjson.dumps(fields(number))[1:] for number in range(VARIETY)]
+        self.prefixes = [unique_id_prefix().encode() for _ in range(processes)]
+
+    def __call__(self, worker: int, number: int) -> tuple[bytes, int]:
+        prefix = self.prefixes[worker]
+        first = number * self.batch
+        events = [
+            b'{"id":"%s%012x",%s' % (prefix, first + offset, self.rests[(first + offset) % VARIETY])
+            for offset in range(self.batch)
+        ]
+        if self.batch == 1:
+            return events[0], 1
+        return b'{"events":[' + b",".join(events) + b"]}", self.batch
+
+
+def register_model(base_url: str, key: str) -> None:
+    request_json(
+        base_url,
+        "POST",
+        "/api/v1/models",
+        key,
+        orjson.dumps({"name": "churn", "task": "binary_classification", "positive_label": "churn"}),
+    )
+    request_json(
+        base_url, "POST", "/api/v1/models/churn/versions", key, orjson.dumps({"version": "3"})
+    )
+
+
+def http_phases(environment: Environment, key: str) -> dict[str, dict[str, float]]:
+    figures: dict[str, dict[str, float]] = {}
+    with serve(environment, workers=2) as base_url:
+        register_model(base_url, key)
+        # Warm-up: imports, connections, caches of every worker.
+        run_load(
+            base_url, Load("/api/v1/predictions", key, Bodies(prediction_fields, 50), seconds=1.5)
+        )
+        run_load(base_url, Load("/api/v1/feedback", key, Bodies(feedback_fields, 50), seconds=1))
+        figures["predictions_batch"] = report(
+            f"predictions, batches of {BATCH}",
+            run_load(
+                base_url,
+                Load(
+                    "/api/v1/predictions",
+                    key,
+                    Bodies(prediction_fields, BATCH),
+                    seconds=SECONDS,
+                    processes=3,
+                ),
+            ),
+        )
+        figures["feedback_batch"] = report(
+            f"feedback, batches of {BATCH}",
+            run_load(
+                base_url,
+                Load(
+                    "/api/v1/feedback",
+                    key,
+                    Bodies(feedback_fields, BATCH),
+                    seconds=SECONDS * 0.75,
+                    processes=3,
+                ),
+            ),
+        )
+        figures["predictions_single_rate"] = report(
+            f"predictions, single, {SINGLE_RATE:.0f} req/s offered",
+            run_load(
+                base_url,
+                Load(
+                    "/api/v1/predictions",
+                    key,
+                    Bodies(prediction_fields, 1),
+                    seconds=SECONDS * 0.75,
+                    processes=2,
+                    rate=SINGLE_RATE,
+                ),
+            ),
+        )
+        figures["predictions_single_max"] = report(
+            "predictions, single, closed loop",
+            run_load(
+                base_url,
+                Load(
+                    "/api/v1/predictions",
+                    key,
+                    Bodies(prediction_fields, 1),
+                    seconds=SECONDS * 0.5,
+                    processes=3,
+                ),
+            ),
+        )
+    return figures
+
+
+# --- raw PostgreSQL -------------------------------------------------------------------------
+
+COLUMNS = (
+    ("id", "uuid"),
+    ("occurred_at", "timestamptz"),
+    ("model_version_id", "int8"),
+    ("subject", "text"),
+    ("attributes", "jsonb"),
+    ("features", "jsonb"),
+    ("output_label", "text"),
+    ("output_score", "float8"),
+    ("explanation", "jsonb"),
+    ("latency_ms", "float8"),
+    ("actor", "text"),
+    ("content_hash", "bytea"),
+)
+
+
+class _JsonbBytes(Dumper):
+    """Binary jsonb from encoded bytes, as the server's write path sends it."""
+
+    format = psycopg.pq.Format.BINARY
+    oid = 3802
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + bytes(obj)
+
+
+class _Marker:
+    pass
+
+
+def raw_rows(version_id: int, count: int) -> list[tuple[Any, ...]]:
+    import uuid
+
+    occurred_at = datetime.fromisoformat(OCCURRED_AT)
+    rows = []
+    for number in range(count):
+        fields = prediction_fields(number % VARIETY)
+        rows.append(
+            (
+                uuid.uuid4(),
+                occurred_at,
+                version_id,
+                fields["subject"],
+                orjson.dumps(fields["attributes"]),
+                orjson.dumps(fields["features"]),
+                fields["output"]["label"],
+                fields["output"]["score"],
+                orjson.dumps(fields["explanation"]),
+                fields["latency_ms"],
+                "api_key:bench",
+                hashlib.blake2b(orjson.dumps(fields), digest_size=16).digest(),
+            )
+        )
+    return rows
+
+
+def raw_phases(environment: Environment) -> dict[str, float]:
+    names = ", ".join(name for name, _ in COLUMNS)
+    with psycopg.connect(environment.database_url) as conn:
+        version_id = conn.execute(
+            "SELECT id FROM registry_modelversion WHERE version = '3'"
+        ).fetchone()
+        assert version_id is not None  # noqa: S101 - registered by the HTTP phase
+        conn.commit()
+        rows = raw_rows(int(version_id[0]), RAW_ROWS)
+        placeholders = ", ".join("%s::jsonb" if kind == "jsonb" else "%s" for _, kind in COLUMNS)
+        insert = f"INSERT INTO ingest_prediction ({names}) VALUES ({placeholders})"  # noqa: S608
+        jsonb = {index for index, (_, kind) in enumerate(COLUMNS) if kind == "jsonb"}
+        text_rows = [
+            tuple(value.decode() if index in jsonb else value for index, value in enumerate(row))
+            for row in raw_rows(int(version_id[0]), RAW_ROWS)
+        ]
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            for first in range(0, len(text_rows), RAW_CHUNK):
+                cursor.executemany(insert, text_rows[first : first + RAW_CHUNK])
+                conn.commit()
+        executemany_rate = len(text_rows) / (time.perf_counter() - started)
+
+        conn.adapters.register_dumper(_Marker, _JsonbBytes)
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            for first in range(0, len(rows), RAW_CHUNK):
+                with cursor.copy(
+                    f"COPY ingest_prediction ({names}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types([kind for _, kind in COLUMNS])
+                    for row in rows[first : first + RAW_CHUNK]:
+                        copy.write_row(row)
+                conn.commit()
+        copy_rate = len(rows) / (time.perf_counter() - started)
+    print(f"{'raw psycopg executemany, 1000 rows/tx':<40} {executemany_rate:>10,.0f} rows/s")
+    print(f"{'raw psycopg binary COPY, 1000 rows/tx':<40} {copy_rate:>10,.0f} rows/s")
+    return {"executemany": executemany_rate, "copy": copy_rate}
+
+
+def main() -> int:
+    print(f"before: {machine_load()}")
+    environment = fresh_database("kaizen_bench_ingest")
+    try:
+        key = api_key(environment)
+        figures = http_phases(environment, key)
+        raw = raw_phases(environment)
+    finally:
+        drop_database(environment)
+    print(f"after:  {machine_load()}")
+    batch = figures["predictions_batch"]["events_per_second"]
+    feedback = figures["feedback_batch"]["events_per_second"]
+    single_p99 = figures["predictions_single_rate"]["p99_ms"]
+    print(
+        f"predictions over HTTP (batches of {BATCH}) = {batch / raw['copy']:.2f} × raw COPY, "
+        f"{batch / raw['executemany']:.2f} × raw executemany"
+    )
+    checks = [
+        (
+            f"predictions ≥ {TARGET_BATCH_EVENTS:,}/s in batches of {BATCH}",
+            batch >= TARGET_BATCH_EVENTS,
+        ),
+        ("feedback faster than predictions", feedback > batch),
+        (
+            f"single-event p99 < {TARGET_SINGLE_P99_MS:.0f} ms at {SINGLE_RATE:.0f} req/s",
+            single_p99 < TARGET_SINGLE_P99_MS,
+        ),
+    ]
+    for text, met in checks:
+        print(f"target {'met   ' if met else 'MISSED'}: {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

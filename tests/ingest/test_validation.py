@@ -1,0 +1,180 @@
+"""The one-pass decoder: shapes, limits, error details, and when two events are equal."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from apps.core.errors import PayloadTooLarge, ValidationFailed
+from apps.ingest.validation import InvalidJson, Limits, content_hash, decode
+from tests.ingest.factories import feedback, prediction
+
+LIMITS = Limits(
+    batch_events=5,
+    attributes=3,
+    features=4,
+    string_length=10,
+    future_seconds=300,
+    body_bytes=100_000,
+)
+SMALL = {"attributes": {"country": "DE"}, "features": {"a": 1}, "explanation": {"a": 0.5}}
+
+
+def _prediction(**fields):
+    return prediction(**{"subject": "u1", "output": {"label": "churn"}, **SMALL, **fields})
+
+
+def _decode(body, kind="prediction", limits=LIMITS):
+    return decode(orjson.dumps(body), kind=kind, limits=limits)
+
+
+def test_decode__single_valid_prediction__one_event_no_details():
+    # Given a valid event
+    body = _prediction()
+    # When
+    decoded = _decode(body)
+    # Then
+    assert decoded.batch is False
+    assert decoded.details == []
+    assert str(decoded.events[0].id) == body["id"]
+    assert decoded.events[0].features == {"a": 1.0}
+
+
+def test_decode__batch__events_in_order():
+    bodies = [_prediction() for _ in range(3)]
+    decoded = _decode({"events": bodies})
+    assert decoded.batch is True
+    assert [str(event.id) for event in decoded.events] == [body["id"] for body in bodies]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # key order ignored
+        (
+            b'{"a": 1, "b": "x"}',
+            b'{"b": "x", "a": 1}',
+        ),
+        # numbers as floats
+        (b'{"a": 1}', b'{"a": 1.0}'),
+        (b'{"a": 10}', b'{"a": 1e1}'),
+    ],
+)
+def test_content_hash__equal_features_written_differently__equal(first, second):
+    # Given two bodies that differ only in how the features are written
+    event = _prediction()
+    template = orjson.dumps({**event, "features": "@"}).replace(b'"@"', b"%s")
+    # When
+    one = decode(template % first, kind="prediction", limits=LIMITS).events[0]
+    other = decode(template % second, kind="prediction", limits=LIMITS).events[0]
+    # Then
+    assert content_hash(one) == content_hash(other)
+
+
+def test_content_hash__same_instant_other_offset_and_uppercase_id__equal():
+    event = _prediction(occurred_at="2026-11-01T10:00:00Z")
+    same = {
+        **event,
+        "id": event["id"].upper(),
+        "occurred_at": "2026-11-01T12:00:00+02:00",
+        "latency_ms": 12.5,
+    }
+    event["latency_ms"] = 12.50
+    assert content_hash(_decode(event).events[0]) == content_hash(_decode(same).events[0])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"features": {"a": True}},  # a boolean is not the number 1
+        {"features": {"a": "1"}},  # a string is not a number
+        {"attributes": {"country": "FR"}},
+        {"occurred_at": "2026-11-01T10:00:00.000001Z"},
+        {"output": {"label": "churn", "score": 0.5}},
+        {"subject": "u2"},
+    ],
+)
+def test_content_hash__other_content__differs(change):
+    event = _prediction()
+    assert content_hash(_decode(event).events[0]) != content_hash(
+        _decode({**event, **change}).events[0]
+    )
+
+
+def test_decode__bad_events__every_bad_index_with_its_field():
+    # Given a batch with a structural problem at 1 and a rule problem at 3
+    bodies = [_prediction() for _ in range(5)]
+    bodies[1]["output"] = {"score": "high"}
+    bodies[3]["output"] = {}
+    # When
+    decoded = _decode({"events": bodies})
+    # Then
+    assert decoded.details == [
+        {"index": 1, "field": "output.score", "message": "Expected `float | null`, got `str`"},
+        {"index": 3, "field": "output", "message": "Give at least one of label, score, value."},
+    ]
+    assert [event is None for event in decoded.events] == [False, True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected_field"),
+    [
+        ("attributes", {"a": "1", "b": "2", "c": "3", "d": "4"}, "attributes"),
+        ("features", {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}, "features"),
+        ("subject", "x" * 11, "subject"),
+        ("attributes", {"k" * 11: "v"}, "attributes"),
+        ("output", {"label": "y" * 11}, "output.label"),
+    ],
+)
+def test_decode__over_configured_limits__detail_names_field(field, value, expected_field):
+    decoded = _decode(_prediction(**{field: value}))
+    assert [detail["field"] for detail in decoded.details] == [expected_field]
+
+
+def test_decode__string_of_limit_length_in_characters__accepted():
+    # Given 10 characters that take 20 bytes in UTF-8
+    decoded = _decode(_prediction(subject="é" * 10))
+    assert decoded.details == []
+
+
+def test_decode__batch_over_limit__payload_too_large():
+    with pytest.raises(PayloadTooLarge):
+        _decode({"events": [_prediction() for _ in range(6)]})
+
+
+def test_decode__batch_over_limit_with_bad_events__still_payload_too_large():
+    bodies = [_prediction() for _ in range(6)]
+    bodies[0]["id"] = "nope"
+    with pytest.raises(PayloadTooLarge):
+        _decode({"events": bodies})
+
+
+def test_decode__body_over_limit__payload_too_large():
+    with pytest.raises(PayloadTooLarge):
+        decode(b" " * 100_001, kind="prediction", limits=LIMITS)
+
+
+@pytest.mark.parametrize("body", [b"", b"   ", b"\n"])
+def test_decode__empty_body__invalid_json(body):
+    with pytest.raises(InvalidJson):
+        decode(body, kind="prediction", limits=LIMITS)
+
+
+def test_decode__batch_with_extra_key__unknown_field_reported():
+    with pytest.raises(ValidationFailed) as raised:
+        _decode({"events": [_prediction()], "source": "app"})
+    assert raised.value.details[0]["field"] == "source"
+
+
+def test_decode__feedback_with_value_and_label__one_problem():
+    decoded = _decode(feedback(label="churn"), kind="feedback")
+    assert decoded.details == [
+        {"index": 0, "field": "value", "message": "Send exactly one of value or label."}
+    ]
+
+
+def test_content_hash__feedback_value_int_or_float__equal():
+    event = feedback(value=1)
+    assert content_hash(_decode(event, kind="feedback").events[0]) == content_hash(
+        _decode({**event, "value": 1.0}, kind="feedback").events[0]
+    )

@@ -19,7 +19,8 @@ def _error(response: Any) -> dict[str, Any]:
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "details"}
     assert body["error"]["details"] == []
-    return body["error"]  # type: ignore[no-any-return]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 def _client(authorization: str | None) -> APIClient:
@@ -126,6 +127,7 @@ def test_request__expired_key__401():
     response = _client(f"Bearer {raw}").get(URL)
     # Then
     assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="kaizen"'
     assert _error(response)["code"] == "unauthenticated"
 
 

@@ -120,7 +120,8 @@ def _error(response: Any) -> dict[str, Any]:
     assert isinstance(body["error"]["message"], str)
     assert body["error"]["message"]
     assert isinstance(body["error"]["details"], list)
-    return body["error"]  # type: ignore[no-any-return]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 @pytest.fixture

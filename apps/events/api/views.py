@@ -29,6 +29,7 @@ class EventFeedView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("after", OpenApiTypes.STR, description="next_cursor of the last page"),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="the same as `after`"),
             OpenApiParameter("limit", OpenApiTypes.INT, description="1-1000, default 100"),
         ],
         responses=inline_serializer(

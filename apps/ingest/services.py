@@ -15,7 +15,13 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.core.errors import Conflict, Detail, ValidationFailed
+from apps.core.errors import (
+    ApplicationError,
+    Conflict,
+    Detail,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from apps.core.metrics import EVENTS_DUPLICATE, EVENTS_REJECTED, EVENTS_STORED
 from apps.experiments import selectors as experiment_selectors
 from apps.experiments import services as experiment_services
@@ -23,6 +29,7 @@ from apps.experiments.selectors import TaggedVariant
 from apps.ingest import selectors, staging
 from apps.ingest.staging import Table
 from apps.ingest.validation import (
+    Decoded,
     FeedbackIn,
     Kind,
     Limits,
@@ -84,7 +91,7 @@ def predictions_ingest(*, body: bytes, actor: str) -> IngestResult:
     with other content); nothing is stored then. Validation reads only immutable or
     versioned references, so it runs before the transaction opens, keeping it short.
     """
-    decoded = decode(body, kind="prediction", limits=Limits.current())
+    decoded = _decode(body, "prediction")
     events: list[PredictionIn | None] = decoded.events
     details = list(decoded.details)
     version_ids = selectors.model_version_ids(
@@ -131,7 +138,7 @@ def _predictions_store(
 
 def feedback_ingest(*, body: bytes, actor: str) -> IngestResult:
     """Store the feedback events of a body not stored yet; the prediction may come later."""
-    decoded = decode(body, kind="feedback", limits=Limits.current())
+    decoded = _decode(body, "feedback")
     _reject_if_any("feedback", decoded.details, batch=decoded.batch)
     staging.prepare(FEEDBACK)
     return _feedback_store(decoded.events, actor=actor, batch=decoded.batch)
@@ -156,6 +163,18 @@ def _feedback_store(events: Sequence[FeedbackIn], *, actor: str, batch: bool) ->
         batch=batch,
     )
     return IngestResult(accepted=len(inserted), duplicates=duplicates)
+
+
+def _decode(body: bytes, kind: Kind) -> Decoded:
+    """The body's events; a body refused as a whole counts as one rejected event."""
+    try:
+        return decode(body, kind=kind, limits=Limits.current())
+    except PayloadTooLarge:
+        EVENTS_REJECTED.labels(kind, "too_large").inc()
+        raise
+    except ApplicationError:
+        EVENTS_REJECTED.labels(kind, "malformed").inc()
+        raise
 
 
 def _prediction_row(

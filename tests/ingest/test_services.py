@@ -90,10 +90,15 @@ def test_post__same_id_other_content__409_and_row_unchanged(ingester, churn, kin
     assert _rows(model) == before
 
 
+# Batch sizes on each side of staging.SMALL_BATCH: the multi-row INSERT and the COPY path.
+SIZES = [4, 20]
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", SIZES)
 def test_post_batch__one_conflict_with_stored__409_with_index_and_nothing_stored(
-    ingester, churn, kind
+    ingester, churn, kind, size
 ):
     # Given a stored event
     make, model, change = KINDS[kind]
@@ -101,7 +106,8 @@ def test_post_batch__one_conflict_with_stored__409_with_index_and_nothing_stored
     post(ingester, f"/api/v1/{kind}", stored)
     before = _rows(model)
     # When a batch of new events carries its id with other content at index 2
-    batch = [make(), make(), {**stored, **change}, make()]
+    batch = [make() for _ in range(size)]
+    batch[2] = {**stored, **change}
     response = post(ingester, f"/api/v1/{kind}", {"events": batch})
     # Then the whole batch is refused
     assert response.status_code == 409
@@ -110,14 +116,35 @@ def test_post_batch__one_conflict_with_stored__409_with_index_and_nothing_stored
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("size", SIZES)
+def test_post_batch__several_conflicts__409_every_conflicting_index(ingester, churn, size):
+    stored = [prediction() for _ in range(3)]
+    post(ingester, "/api/v1/predictions", {"events": stored})
+    batch = [prediction() for _ in range(size)]
+    batch[0], batch[1], batch[-1] = (
+        {**stored[2], "subject": "a"},
+        stored[1],
+        {**stored[0], "subject": "b"},
+    )
+    response = post(ingester, "/api/v1/predictions", {"events": batch})
+    assert response.status_code == 409
+    assert [d["index"] for d in response.json()["error"]["details"]] == [0, size - 1]
+    assert Prediction.objects.count() == 3
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("kind", KINDS)
-def test_post_batch__same_event_twice_in_batch__stored_once_one_duplicate(ingester, churn, kind):
+@pytest.mark.parametrize("size", SIZES)
+def test_post_batch__same_event_twice_in_batch__stored_once_one_duplicate(
+    ingester, churn, kind, size
+):
     make, model, _ = KINDS[kind]
     event = make()
-    response = post(ingester, f"/api/v1/{kind}", {"events": [event, make(), event]})
+    batch = [event, *[make() for _ in range(size - 2)], event]
+    response = post(ingester, f"/api/v1/{kind}", {"events": batch})
     assert response.status_code == 201
-    assert response.json() == {"accepted": 2, "duplicates": 1}
-    assert model.objects.count() == 2
+    assert response.json() == {"accepted": size - 1, "duplicates": 1}
+    assert model.objects.count() == size - 1
 
 
 @pytest.mark.django_db
@@ -135,14 +162,15 @@ def test_post_batch__same_id_other_content_in_batch__409_second_index_nothing_st
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", KINDS)
-def test_post_batch__all_duplicates__201_zero_accepted(ingester, churn, kind):
+@pytest.mark.parametrize("size", SIZES)
+def test_post_batch__all_duplicates__201_zero_accepted(ingester, churn, kind, size):
     make, model, _ = KINDS[kind]
-    batch = {"events": [make() for _ in range(4)]}
+    batch = {"events": [make() for _ in range(size)]}
     post(ingester, f"/api/v1/{kind}", batch)
     response = post(ingester, f"/api/v1/{kind}", batch)
     assert response.status_code == 201
-    assert response.json() == {"accepted": 0, "duplicates": 4}
-    assert model.objects.count() == 4
+    assert response.json() == {"accepted": 0, "duplicates": size}
+    assert model.objects.count() == size
 
 
 @pytest.mark.django_db
@@ -338,13 +366,18 @@ def _in_thread(target: Any) -> threading.Thread:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("same_content", "expected"), [(True, "duplicate"), (False, "conflict")])
+@pytest.mark.parametrize("others", [0, 12])
 def test_two_clients_race_on_one_id__second_waits_then_duplicate_or_409(
-    make_client, same_content, expected
+    make_client, same_content, expected, others
 ):
-    # Given client A's transaction has inserted an event and not committed yet
+    # Given client A's transaction has inserted an event and not committed yet; client B
+    # sends the same id alone or in a batch of other new events
     register_churn()
     first = prediction()
-    second = first if same_content else {**first, "subject": "someone-else"}
+    racing = first if same_content else {**first, "subject": "someone-else"}
+    second: dict[str, Any] = (
+        {"events": [prediction() for _ in range(others)] + [racing]} if others else racing
+    )
     inserted, release = threading.Event(), threading.Event()
     answers: dict[str, Any] = {}
 
@@ -372,10 +405,12 @@ def test_two_clients_race_on_one_id__second_waits_then_duplicate_or_409(
     assert answers["a"] == services.IngestResult(accepted=1, duplicates=0)
     if expected == "duplicate":
         assert answers["b"].status_code == 201
-        assert answers["b"].json() == {"accepted": 0, "duplicates": 1}
+        assert answers["b"].json() == {"accepted": others, "duplicates": 1}
+        assert Prediction.objects.count() == 1 + others
     else:
         assert answers["b"].status_code == 409
-    assert list(Prediction.objects.values_list("subject", flat=True)) == ["user-1842"]
+        assert Prediction.objects.count() == 1
+    assert Prediction.objects.get(id=first["id"]).subject == "user-1842"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -404,13 +439,14 @@ def test_batches_racing_on_same_ids_in_opposite_orders__no_deadlock_each_stored_
 
 @pytest.mark.django_db
 def test_predictions_ingest__inside_callers_transaction_twice__staging_emptied_between(churn):
-    # Given two ingestions inside one enclosing transaction (the staging table is not
-    # emptied by a commit in between)
-    first, second = prediction(), prediction()
+    # Given two COPY-sized ingestions inside one enclosing transaction (the staging table
+    # is not emptied by a commit in between)
+    first = {"events": [prediction() for _ in range(20)]}
+    second = {"events": [prediction() for _ in range(20)]}
     with transaction.atomic():
         one = services.predictions_ingest(body=orjson.dumps(first), actor="t")
         # When
         two = services.predictions_ingest(body=orjson.dumps(second), actor="t")
-    # Then the second stores only its own event
-    assert (one.accepted, two.accepted, two.duplicates) == (1, 1, 0)
-    assert Prediction.objects.count() == 2
+    # Then the second stores only its own events
+    assert (one.accepted, two.accepted, two.duplicates) == (20, 20, 0)
+    assert Prediction.objects.count() == 40

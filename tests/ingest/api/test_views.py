@@ -106,10 +106,12 @@ def test_post_prediction__content_type_with_utf8_charset__accepted(ingester, chu
     assert response.status_code == 201
 
 
-def test_get_prediction__stored__event_as_posted(ingester, reader, churn):
+@pytest.mark.parametrize("batch_size", [1, 20])  # one INSERT, or the COPY path
+def test_get_prediction__stored__event_as_posted(ingester, reader, churn, batch_size):
     # Given a prediction posted with a +02:00 offset and integer features
     body = prediction(occurred_at="2026-11-01T12:00:00+02:00")
-    post(ingester, "/api/v1/predictions", body)
+    others = [prediction() for _ in range(batch_size - 1)]
+    post(ingester, "/api/v1/predictions", {"events": [*others, body]})
     # When it is read back with its id in upper case
     response = reader.get(f"/api/v1/predictions/{body['id'].upper()}")
     # Then
@@ -134,9 +136,14 @@ def test_get_prediction__stored__event_as_posted(ingester, reader, churn):
     }
 
 
-def test_get_feedback__stored__event_as_posted(ingester, reader):
+@pytest.mark.parametrize("batch_size", [1, 20])
+def test_get_feedback__stored__event_as_posted(ingester, reader, batch_size):
     body = feedback(value=None, label="stay")
-    post(ingester, "/api/v1/feedback", body)
+    post(
+        ingester,
+        "/api/v1/feedback",
+        {"events": [body, *[feedback() for _ in range(batch_size - 1)]]},
+    )
     response = reader.get(f"/api/v1/feedback/{body['id']}")
     assert response.status_code == 200
     shown = response.json()

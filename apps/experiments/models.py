@@ -243,7 +243,11 @@ class Exposure(Event):
 
     event_type = "exposure"
 
-    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="exposures")
+    # No index of its own: exposure_unique_variant (experiment, subject, variant) serves
+    # every lookup by experiment or by (experiment, subject), and each index costs inserts.
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.PROTECT, related_name="exposures", db_index=False
+    )
     subject = models.CharField(max_length=1024)
     variant = models.CharField(max_length=100)
     model_version = models.CharField(max_length=100)
@@ -258,10 +262,6 @@ class Exposure(Event):
             models.UniqueConstraint(
                 fields=["experiment", "subject", "variant"], name="exposure_unique_variant"
             ),
-        ]
-        indexes = [
-            *Event.Meta.indexes,
-            models.Index(fields=["experiment", "subject", "seq"], name="exposure_first"),
         ]
 
     def __str__(self) -> str:

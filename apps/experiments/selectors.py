@@ -59,6 +59,7 @@ class ExperimentConfig:
     coverage: float
     salt: str
     variants: tuple[VariantConfig, ...]
+    weights: tuple[float, ...]
     # attribute -> the allowed values, as normalised strings (see services.attribute_text).
     targeting: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -135,6 +136,7 @@ def _load_snapshot(version: int) -> ConfigSnapshot:
             coverage=coverage,
             salt=salt,
             variants=own,
+            weights=tuple(variant.weight for variant in own),
             targeting=MappingProxyType(targeting.get(experiment_id, {})),
         )
         for variant in own:

@@ -1,12 +1,12 @@
 """Assignment: which variant (and so which model version) a subject gets, API.md hash v1.
 
-The hot path costs one statement and no ORM instance: the experiment comes from the
-per-process configuration snapshot, the hashes are computed in Python, and one SQL statement
-reads the subject's first exposure, inserts the new exposure when there is none, and returns
-the configuration number, so a snapshot made stale by a change committed elsewhere is caught
-in the same round trip (the insert is guarded by the number) and the request is redone with
-the fresh configuration. Runs in autocommit: the statement is its own transaction, so a new
-exposure costs one durable commit and a repeat subject none.
+The hot path costs one database call and no ORM instance: the experiment comes from the
+per-process configuration snapshot, the hashes are computed in Python, and one call of the
+experiments_assign() function reads the subject's first exposure, inserts the new exposure
+when there is none, and returns the configuration number, so a snapshot made stale by a
+change committed elsewhere is caught in the same round trip (the insert is guarded by the
+number) and the request is redone with the fresh configuration. Runs in autocommit: the call
+is its own transaction, so a new exposure costs one durable commit and a repeat subject none.
 """
 
 from __future__ import annotations
@@ -48,31 +48,13 @@ class Assignment:
         }
 
 
-# One round trip: the first exposure (lowest seq) wins; else insert the hashed variant when
-# the subject is included and the caller's configuration number is still current.
-_ASSIGN = """
-WITH config AS (
-    SELECT COALESCE((SELECT version FROM experiments_configversion WHERE id = 1), 0) AS number
-), first AS (
-    SELECT variant, model_version FROM experiments_exposure
-    WHERE experiment_id = %(experiment)s AND subject = %(subject)s
-    ORDER BY seq LIMIT 1
-), inserted AS (
-    INSERT INTO experiments_exposure
-        (id, occurred_at, experiment_id, subject, variant, model_version, attributes, source,
-         hash_version)
-    SELECT gen_random_uuid(), now(), %(experiment)s, %(subject)s, %(variant)s,
-           %(model_version)s, %(attributes)s::jsonb, %(source)s, %(hash_version)s
-    WHERE %(included)s
-      AND NOT EXISTS (SELECT 1 FROM first)
-      AND (SELECT number FROM config) = %(number)s
-    ON CONFLICT (experiment_id, subject, variant) DO NOTHING
-    RETURNING variant, model_version
+# One round trip to experiments_assign() (migration 0005), whose plans PostgreSQL keeps for
+# the connection's life: the subject's first exposure wins; else the hashed variant is
+# recorded when the subject is included and the caller's configuration number is current.
+_ASSIGN = (
+    "SELECT number, variant, model_version FROM experiments_assign("
+    "%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::smallint)"
 )
-SELECT (SELECT number FROM config),
-       (SELECT variant FROM first), (SELECT model_version FROM first),
-       (SELECT variant FROM inserted), (SELECT model_version FROM inserted)
-"""
 
 
 def assignment_create(
@@ -123,35 +105,28 @@ def _assign_running(
         salt=config.salt, subject=subject, coverage=config.coverage
     )
     variant = config.variants[
-        variant_index(
-            salt=config.salt, subject=subject, weights=[v.weight for v in config.variants]
-        )
+        variant_index(salt=config.salt, subject=subject, weights=config.weights)
     ]
     with connection.cursor() as cursor:
         cursor.execute(
             _ASSIGN,
-            {
-                "experiment": config.id,
-                "subject": subject,
-                "variant": variant.key,
-                "model_version": variant.model_version,
-                "attributes": orjson.dumps(attributes).decode(),
-                "included": included,
-                "number": number,
-                "source": ExposureSource.ASSIGNMENT.value,
-                "hash_version": HASH_VERSION,
-            },
+            [
+                config.id,
+                subject,
+                number,
+                included,
+                variant.key,
+                variant.model_version,
+                orjson.dumps(attributes).decode(),
+                ExposureSource.ASSIGNMENT.value,
+                HASH_VERSION,
+            ],
         )
         row = cursor.fetchone()
-    assert row is not None  # noqa: S101 - a SELECT of scalar subqueries returns one row
-    current, first_variant, first_version, new_variant, new_version = row
+    assert row is not None  # noqa: S101 - the function returns one row
+    current, answer_variant, answer_version = row
     if current != number:
         return None
-    if first_variant is not None:
-        return Assignment(config.key, subject, first_variant, first_version, True)
-    if new_variant is not None:
-        return Assignment(config.key, subject, new_variant, new_version, True)
-    if included:
-        # A concurrent request stored this very exposure first (the unique constraint).
-        return Assignment(config.key, subject, variant.key, variant.model_version, True)
-    return Assignment(config.key, subject, config.control, config.control_version, False)
+    if answer_variant is None:
+        return Assignment(config.key, subject, config.control, config.control_version, False)
+    return Assignment(config.key, subject, answer_variant, answer_version, True)

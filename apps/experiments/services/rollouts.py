@@ -162,7 +162,13 @@ def _record(
 
 def _locked(key: str) -> tuple[Experiment, dict[str, Any]]:
     """The experiment, its row locked for this transaction, and its state before the change."""
-    locked = Experiment.objects.select_for_update().filter(key=key).values_list("pk", flat=True)
+    # FOR NO KEY UPDATE: serialises changes of this experiment without blocking the foreign
+    # key checks (FOR KEY SHARE) of exposures being inserted meanwhile.
+    locked = (
+        Experiment.objects.select_for_update(no_key=True)
+        .filter(key=key)
+        .values_list("pk", flat=True)
+    )
     if locked.first() is None:
         raise NotFound(f"No experiment with key {key!r}.")
     experiment = selectors.experiment_get(key=key)

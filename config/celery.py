@@ -39,6 +39,9 @@ app.conf.beat_schedule = {
         "schedule": AGGREGATION_INTERVAL,
         "options": {"expires": AGGREGATION_INTERVAL},
     },
+    # Ramp steps come due on the hour scale; a minute late is nothing, and each run applies
+    # every step that came due (runs are idempotent: an applied step is marked).
+    "experiments-advance-ramps": {"task": "experiments.advance_ramps", "schedule": 60.0},
 }
 
 app.autodiscover_tasks()

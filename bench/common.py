@@ -142,7 +142,11 @@ def serve(environment: Environment, *, workers: int = 2) -> Iterator[str]:
     """gunicorn (the project's config) on a free loopback port; yields its base URL."""
     port = free_port()
     variables = environment.variables(
-        KAIZEN_BIND=f"{LOOPBACK}:{port}", WEB_CONCURRENCY=str(workers)
+        KAIZEN_BIND=f"{LOOPBACK}:{port}",
+        WEB_CONCURRENCY=str(workers),
+        GUNICORN_CMD_ARGS="--log-level warning",
+        # whitenoise warns that the static folder is missing: the benchmark serves no files.
+        PYTHONWARNINGS="ignore::UserWarning",
     )
     variables.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen(  # noqa: S603 - gunicorn of this virtualenv
@@ -337,8 +341,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def report(label: str, outcome: Outcome) -> dict[str, float]:
     """Print one line of figures for `outcome`; returns them."""
+    failed = outcome.errors + sum(
+        count for status, count in outcome.statuses.items() if not 200 <= status < 300
+    )
     figures = {
         "requests": float(outcome.requests),
+        "failed": float(failed),
         "events_per_second": outcome.events / outcome.seconds,
         "requests_per_second": outcome.requests / outcome.seconds,
         "p50_ms": percentile(outcome.latencies, 0.50) * 1000,

@@ -208,21 +208,22 @@ def _store[E: (PredictionIn, FeedbackIn)](
     row_of: Callable[[E, bytes], tuple[Any, ...]],
     *,
     batch: bool,
-) -> tuple[set[uuid.UUID], int]:
-    """Write the events; the ids inserted and the number of duplicates (Conflict raised)."""
-    first_seen: dict[uuid.UUID, tuple[int, bytes]] = {}
+) -> tuple[set[int], int]:
+    """Write the events; the ids inserted (as integers) and the number of duplicates.
+
+    Raises Conflict when an id comes twice with other content, in the batch or stored.
+    (Ids are keyed by `UUID.int`: hashing a UUID runs Python code, an int does not.)
+    """
+    first_seen: dict[int, tuple[int, bytes]] = {}
     rows: list[tuple[Any, ...]] = []
     conflicts: list[Detail] = []
-    in_batch_duplicates = 0
     for index, event in enumerate(events):
         digest = content_hash(event)
-        seen = first_seen.get(event.id)
+        seen = first_seen.get(event.id.int)
         if seen is None:
-            first_seen[event.id] = (index, digest)
+            first_seen[event.id.int] = (index, digest)
             rows.append(row_of(event, digest))
-        elif seen[1] == digest:
-            in_batch_duplicates += 1
-        else:
+        elif seen[1] != digest:
             conflicts.append(_conflict(index, event.id, f"index {seen[0]} of this batch"))
     if conflicts:
         _reject_conflicts(kind, conflicts, batch=batch)
@@ -230,10 +231,10 @@ def _store[E: (PredictionIn, FeedbackIn)](
     if stored.conflicting:
         _reject_conflicts(
             kind,
-            [_conflict(first_seen[id][0], id, "an event stored") for id in stored.conflicting],
+            [_conflict(first_seen[id.int][0], id, "an event stored") for id in stored.conflicting],
             batch=batch,
         )
-    inserted = set(stored.inserted)
+    inserted = {id.int for id in stored.inserted}
     duplicates = len(events) - len(inserted)
     transaction.on_commit(lambda: _count(kind, len(inserted), duplicates))
     return inserted, duplicates
@@ -310,18 +311,18 @@ def _experiment_problems(events: Sequence[PredictionIn | None]) -> tuple[list[De
 
 
 def _record_exposures(
-    events: Sequence[PredictionIn], inserted: set[uuid.UUID], variants: Variants
+    events: Sequence[PredictionIn], inserted: set[int], variants: Variants
 ) -> None:
     """Each new tagged prediction exposes its subject to its variant, in batch order.
 
     The experiments app keeps the first exposure of a subject to a variant.
     """
     exposures = []
-    recorded: set[uuid.UUID] = set()
+    recorded: set[int] = set()
     for event in events:
-        if event.experiment is None or event.id not in inserted or event.id in recorded:
+        if event.experiment is None or event.id.int not in inserted or event.id.int in recorded:
             continue
-        recorded.add(event.id)
+        recorded.add(event.id.int)
         variant = variants[(event.experiment or "", event.variant or "")]
         exposures.append(
             experiment_services.PredictionExposure(

@@ -10,7 +10,10 @@ class AnalyticsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.analytics import selectors
-        from apps.analytics.projections import experiments  # noqa: F401 - registers itself
+        from apps.analytics.projections import (
+            experiments,  # noqa: F401 - registers itself
+            performance,  # noqa: F401 - registers itself
+        )
         from apps.core.metrics import register_gauges
         from apps.core.views import register_readiness
 

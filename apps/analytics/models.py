@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import MD5
 
 
 class NumericField(models.DecimalField):  # type: ignore[type-arg]  # stubs make it generic
@@ -101,3 +103,146 @@ class ExperimentSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_key}: {self.units}"
+
+
+# --- model performance (API.md "Performance"; projection in projections/performance.py) ---
+
+
+class SegmentKind(models.TextChoices):
+    ALL = "all"  # every prediction of the model
+    VALUE = "value"  # one of the first TOP_VALUES values of the attribute, in log order
+    ABSENT = "absent"  # the prediction lacks the attribute
+    OTHER = "other"  # every later value, and the literal value "other"
+
+
+class PerformanceSegment(models.Model):
+    """A segment of one model that performance is broken down by: "all", or one attribute
+    value (`kind` tells a value from the absent and overflow cells; `value` is '' then).
+
+    Rows are ids for the cells; which values get their own row is decided in log order, so
+    a rebuild admits the same ones (projections/performance.py).
+    """
+
+    model_id = models.BigIntegerField()
+    attribute = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=8, choices=SegmentKind.choices)
+    value = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            # md5: attribute values may be longer than a btree entry holds.
+            models.UniqueConstraint(
+                "model_id", "attribute", "kind", MD5("value"), name="performancesegment_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"model {self.model_id}: {self.attribute or 'all'} {self.kind} {self.value}"
+
+
+class PredictionOutcome(models.Model):
+    """Per folded prediction: its cells and the outcome it contributed, so a later label
+    retracts exactly what the earlier one added.
+
+    `labeled`: the prediction has both a predicted outcome and a truth. Binary tasks keep
+    the positive-label comparison, multiclass the two labels, regression the error
+    (prediction − truth, exact `numeric`).
+    """
+
+    prediction_id = models.UUIDField(primary_key=True)
+    model_id = models.BigIntegerField()
+    model_version_id = models.BigIntegerField()
+    bucket = models.DateTimeField()
+    segments = ArrayField(models.BigIntegerField())
+    labeled = models.BooleanField()
+    predicted_positive = models.BooleanField(null=True)
+    actual_positive = models.BooleanField(null=True)
+    predicted = models.TextField(null=True)  # noqa: DJ001 - NULL = not a multiclass outcome
+    actual = models.TextField(null=True)  # noqa: DJ001 - NULL = no truth (yet)
+    error = NumericField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["model_id"], name="predictionoutcome_model")]
+
+    def __str__(self) -> str:
+        return f"outcome of {self.prediction_id}"
+
+
+class PerformanceCell(models.Model):
+    """Per model version × hour (UTC) × segment: counts and exact outcome sums."""
+
+    model_version_id = models.BigIntegerField()
+    segment_id = models.BigIntegerField()
+    bucket = models.DateTimeField()
+    predictions = models.BigIntegerField()
+    errors = models.BigIntegerField()
+    labeled = models.BigIntegerField()
+    true_positives = models.BigIntegerField()
+    false_positives = models.BigIntegerField()
+    false_negatives = models.BigIntegerField()
+    true_negatives = models.BigIntegerField()
+    error_sum = NumericField()
+    absolute_error_sum = NumericField()
+    squared_error_sum = NumericField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version_id", "segment_id", "bucket"],
+                name="performancecell_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.model_version_id} segment {self.segment_id} @ {self.bucket}"
+
+
+class LatencyCell(models.Model):
+    """The latency sketch of a performance cell: predictions per log-spaced bin."""
+
+    model_version_id = models.BigIntegerField()
+    segment_id = models.BigIntegerField()
+    bucket = models.DateTimeField()
+    bin = models.IntegerField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version_id", "segment_id", "bucket", "bin"],
+                name="latencycell_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.model_version_id} segment {self.segment_id} bin {self.bin}"
+
+
+class ConfusionCell(models.Model):
+    """Multiclass confusion counts of a performance cell: labeled predictions per
+    (predicted, actual) pair. Rows whose count returns to 0 are deleted."""
+
+    model_version_id = models.BigIntegerField()
+    segment_id = models.BigIntegerField()
+    bucket = models.DateTimeField()
+    predicted = models.TextField()
+    actual = models.TextField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "model_version_id",
+                "segment_id",
+                "bucket",
+                MD5("predicted"),
+                MD5("actual"),
+                name="confusioncell_unique",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(count=0), name="confusioncell_emptied")
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.model_version_id}: {self.predicted} as {self.actual}"

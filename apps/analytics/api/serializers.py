@@ -59,3 +59,29 @@ class ResultsSerializer(serializers.Serializer[Any]):
 
 class AggregationRunSerializer(serializers.Serializer[Any]):
     projections = serializers.DictField(child=serializers.DictField())
+
+
+class PerformanceRowSerializer(serializers.Serializer[Any]):
+    start = serializers.DateTimeField()
+    version = serializers.CharField()
+    segment = serializers.DictField(child=serializers.CharField(allow_null=True), allow_null=True)
+    count = serializers.IntegerField()
+    labeled = serializers.IntegerField()
+    # The metaclass pops declared fields, so Serializer.errors stays intact at runtime.
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # API.md's field name
+    error_rate = serializers.FloatField(allow_null=True)
+    accuracy = serializers.FloatField(allow_null=True)
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    mae = serializers.FloatField(allow_null=True)
+    rmse = serializers.FloatField(allow_null=True)
+    latency_p50 = serializers.FloatField(allow_null=True)
+    latency_p95 = serializers.FloatField(allow_null=True)
+    latency_p99 = serializers.FloatField(allow_null=True)
+
+
+class PerformanceSerializer(serializers.Serializer[Any]):
+    model = serializers.CharField()
+    bucket = serializers.ChoiceField(choices=["hour", "day"])
+    results = PerformanceRowSerializer(many=True)

@@ -10,5 +10,10 @@ urlpatterns = [
         views.ExperimentResultsView.as_view(),
         name="experiment-results",
     ),
+    path(
+        "models/<str:name>/performance",
+        views.ModelPerformanceView.as_view(),
+        name="model-performance",
+    ),
     path("aggregations/run", views.AggregationRunView.as_view(), name="aggregations-run"),
 ]

@@ -1,4 +1,4 @@
-"""Experiment results (API.md "Results") and the synchronous aggregation run."""
+"""Experiment results, model performance (API.md) and the synchronous aggregation run."""
 
 from __future__ import annotations
 
@@ -36,3 +36,42 @@ class AggregationRunView(APIView):
     @extend_schema(request=None, responses=serializers.AggregationRunSerializer)
     def post(self, request: Request) -> Response:
         return Response(services.aggregations_run())
+
+
+class ModelPerformanceView(APIView):
+    scopes = {"GET": "read"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("version", OpenApiTypes.STR, description="one version only"),
+            OpenApiParameter(
+                "segment",
+                OpenApiTypes.STR,
+                description="one of the model's segment_attributes: a row per value "
+                "(its first 100 values in log order; later ones as 'other', absent as null)",
+            ),
+            OpenApiParameter("bucket", OpenApiTypes.STR, enum=["hour", "day"]),
+            OpenApiParameter(
+                "start",
+                OpenApiTypes.DATETIME,
+                description="RFC 3339 with offset; default end − 7 days; whole buckets "
+                "overlapping [start, end) are answered",
+            ),
+            OpenApiParameter(
+                "end", OpenApiTypes.DATETIME, description="RFC 3339 with offset; default now"
+            ),
+        ],
+        responses=serializers.PerformanceSerializer,
+    )
+    def get(self, request: Request, name: str) -> Response:
+        query = request.query_params
+        return Response(
+            selectors.model_performance(
+                model=name,
+                version=query.get("version") or None,
+                segment=query.get("segment") or None,
+                bucket=query.get("bucket") or None,
+                start=selectors.time_parse(query.get("start"), field_name="start"),
+                end=selectors.time_parse(query.get("end"), field_name="end"),
+            )
+        )

@@ -1,14 +1,40 @@
 """Model performance (API.md "Performance"): per version × bucket × segment, from the projection.
 
+Figures come from the `performance` projection's hourly cells (projections/performance.py);
+a day bucket sums its hours. A range selects whole buckets: every bucket overlapping
+[start, end), so whole-hour (whole-day) bounds select exactly [start, end).
+
+Metrics, over the labeled predictions (a predicted outcome and a truth) of a row:
+- binary: accuracy (TP+TN)/labeled; precision TP/(TP+FP), recall TP/(TP+FN),
+  F1 2TP/(2TP+FP+FN), each null when its denominator is 0.
+- multiclass: accuracy Σ correct/labeled; precision, recall and F1 macro-averaged over the
+  classes seen among the row's predicted and true labels, a class's undefined ratio
+  counting 0 (scikit-learn's `average="macro", zero_division=0`).
+- regression: MAE Σ|e|/labeled and RMSE √(Σe²/labeled), e = prediction − truth.
+- error_rate errors/count; latency_p50/p95/p99 the sketch's estimate of the order statistic
+  of rank ⌈q·n⌉ (numpy `method="inverted_cdf"`), within RELATIVE_ERROR (1%) of it.
+Metrics that do not apply to the task, or have no data, are null.
+
 Interface for threshold rules (apps.monitoring): `performance_metric_value` and
-`PERFORMANCE_METRICS`. The figures come from the `performance` projection's hourly cells;
-the implementation of the reads lands with the projection.
+`PERFORMANCE_METRICS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.utils.dateparse import parse_datetime
+
+from apps.analytics.models import SegmentKind
+from apps.analytics.projections.performance import RELATIVE_ERROR, bin_value
+from apps.core.errors import ValidationFailed
+from apps.registry import selectors as registry_selectors
 
 # Metric names a rule may watch. Label metrics need truth (label feedback for
 # classification, value feedback for regression); the others count every prediction.
@@ -22,6 +48,433 @@ PREDICTION_METRICS: tuple[str, ...] = (
 )
 PERFORMANCE_METRICS: tuple[str, ...] = LABEL_METRICS + PREDICTION_METRICS
 
+BUCKETS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+DEFAULT_RANGE = timedelta(days=7)
+# The longest range one request may ask for, per bucket (the answer is not paginated).
+MAX_RANGE: dict[str, timedelta] = {"hour": timedelta(days=92), "day": timedelta(days=1830)}
+LATENCY_QUANTILES: tuple[tuple[str, float], ...] = (
+    ("latency_p50", 0.50),
+    ("latency_p95", 0.95),
+    ("latency_p99", 0.99),
+)
+
+__all__ = [
+    "BUCKETS",
+    "PERFORMANCE_METRICS",
+    "RELATIVE_ERROR",
+    "model_performance",
+    "performance_metric_value",
+    "time_parse",
+]
+
+
+# --- pure arithmetic over a row's sufficient statistics -------------------------------------
+
+
+@dataclass
+class Totals:
+    """The summed cells of one result row (or of a rule's whole window)."""
+
+    count: int = 0
+    labeled: int = 0
+    errors: int = 0
+    true_positives: int = 0
+    false_positives: int = 0
+    false_negatives: int = 0
+    true_negatives: int = 0
+    absolute_error_sum: Decimal = Decimal(0)
+    squared_error_sum: Decimal = Decimal(0)
+    latency: dict[int, int] = field(default_factory=dict)
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, other: Totals) -> None:
+        self.count += other.count
+        self.labeled += other.labeled
+        self.errors += other.errors
+        self.true_positives += other.true_positives
+        self.false_positives += other.false_positives
+        self.false_negatives += other.false_negatives
+        self.true_negatives += other.true_negatives
+        self.absolute_error_sum += other.absolute_error_sum
+        self.squared_error_sum += other.squared_error_sum
+        for index, count in other.latency.items():
+            self.latency[index] = self.latency.get(index, 0) + count
+        for pair, count in other.confusion.items():
+            self.confusion[pair] = self.confusion.get(pair, 0) + count
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def latency_quantile(bins: Mapping[int, int], q: float) -> float | None:
+    """The sketch's estimate of the order statistic of rank ⌈q·n⌉ (1-based); None if empty."""
+    total = sum(bins.values())
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        if seen >= rank:
+            return bin_value(index)
+    return bin_value(max(bins))  # pragma: no cover - rank <= total
+
+
+def _binary(totals: Totals) -> dict[str, float | None]:
+    tp, fp, fn = totals.true_positives, totals.false_positives, totals.false_negatives
+    return {
+        "accuracy": _ratio(tp + totals.true_negatives, totals.labeled),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+    }
+
+
+def _multiclass(totals: Totals) -> dict[str, float | None]:
+    cells = {pair: count for pair, count in totals.confusion.items() if count}
+    labeled = sum(cells.values())
+    if labeled == 0:
+        return {"accuracy": None, "precision": None, "recall": None, "f1": None}
+    classes = sorted({label for pair in cells for label in pair})
+    predicted = dict.fromkeys(classes, 0)
+    actual = dict.fromkeys(classes, 0)
+    correct = dict.fromkeys(classes, 0)
+    for (guess, truth), count in cells.items():
+        predicted[guess] += count
+        actual[truth] += count
+        if guess == truth:
+            correct[guess] += count
+    precision = [_ratio(correct[c], predicted[c]) or 0.0 for c in classes]
+    recall = [_ratio(correct[c], actual[c]) or 0.0 for c in classes]
+    f1 = [_ratio(2 * correct[c], predicted[c] + actual[c]) or 0.0 for c in classes]
+    return {
+        "accuracy": sum(correct.values()) / labeled,
+        "precision": math.fsum(precision) / len(classes),
+        "recall": math.fsum(recall) / len(classes),
+        "f1": math.fsum(f1) / len(classes),
+    }
+
+
+def _regression(totals: Totals) -> dict[str, float | None]:
+    if totals.labeled == 0:
+        return {"mae": None, "rmse": None}
+    return {
+        "mae": float(totals.absolute_error_sum / totals.labeled),
+        "rmse": math.sqrt(float(totals.squared_error_sum / totals.labeled)),
+    }
+
+
+def metrics_compute(task: str, totals: Totals) -> dict[str, float | None]:
+    """Every metric of API.md's performance rows from a row's totals (None: no value)."""
+    values: dict[str, float | None] = dict.fromkeys(
+        ("accuracy", "precision", "recall", "f1", "mae", "rmse"), None
+    )
+    if task == "binary_classification" and totals.labeled:
+        values.update(_binary(totals))
+    elif task == "multiclass_classification":
+        values.update(_multiclass(totals))
+    elif task == "regression":
+        values.update(_regression(totals))
+    values["error_rate"] = _ratio(totals.errors, totals.count)
+    for name, q in LATENCY_QUANTILES:
+        values[name] = latency_quantile(totals.latency, q)
+    return values
+
+
+# --- reads of the cells ---------------------------------------------------------------------
+
+Key = tuple[int, str, str, datetime]  # version id, segment kind, segment value, bucket start
+
+_CELLS = """
+SELECT c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'),
+       sum(c.predictions), sum(c.labeled), sum(c.errors),
+       sum(c.true_positives), sum(c.false_positives), sum(c.false_negatives),
+       sum(c.true_negatives), sum(c.absolute_error_sum), sum(c.squared_error_sum)
+FROM analytics_performancecell c
+JOIN analytics_performancesegment g ON g.id = c.segment_id
+WHERE {where}
+GROUP BY 1, 2, 3, 4
+"""
+
+_LATENCY = """
+SELECT c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'), c.bin,
+       sum(c.count)
+FROM analytics_latencycell c
+JOIN analytics_performancesegment g ON g.id = c.segment_id
+WHERE {where}
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+_CONFUSION = """
+SELECT c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'),
+       c.predicted, c.actual, sum(c.count)
+FROM analytics_confusioncell c
+JOIN analytics_performancesegment g ON g.id = c.segment_id
+WHERE {where}
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+_WHERE = (
+    "c.segment_id IN (SELECT id FROM analytics_performancesegment "
+    "WHERE model_id = %(model_id)s AND attribute = %(attribute)s{only}) "
+    "AND c.model_version_id = ANY(%(versions)s) "
+    "AND c.bucket >= %(lower)s AND c.bucket < %(upper)s"
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which cells to read: a model's versions, one attribute ('' = all), whole hours."""
+
+    model_id: int
+    task: str
+    version_ids: tuple[int, ...]
+    attribute: str
+    lower: datetime
+    upper: datetime
+    bucket: str = "hour"
+    # A single segment (kind, value), or every segment of the attribute.
+    only: tuple[str, str] | None = None
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model_id": self.model_id,
+            "attribute": self.attribute,
+            "versions": list(self.version_ids),
+            "lower": self.lower,
+            "upper": self.upper,
+            "bucket": self.bucket,
+        }
+        if self.only is not None:
+            params["kind"], params["value"] = self.only
+        return params
+
+    def sql(self, template: str) -> str:
+        only = " AND kind = %(kind)s AND value = %(value)s" if self.only else ""
+        return template.format(where=_WHERE.format(only=only))
+
+
+def _totals(selection: Selection) -> dict[Key, Totals]:
+    """The summed cells per (version, segment, bucket start) of a selection."""
+    found: dict[Key, Totals] = {}
+    params = selection.params()
+    with connection.cursor() as cursor:
+        cursor.execute(selection.sql(_CELLS), params)
+        for row in cursor.fetchall():
+            found[(row[0], row[1], row[2], row[3])] = Totals(
+                count=int(row[4]),
+                labeled=int(row[5]),
+                errors=int(row[6]),
+                true_positives=int(row[7]),
+                false_positives=int(row[8]),
+                false_negatives=int(row[9]),
+                true_negatives=int(row[10]),
+                absolute_error_sum=Decimal(row[11]),
+                squared_error_sum=Decimal(row[12]),
+            )
+        cursor.execute(selection.sql(_LATENCY), params)
+        for version, kind, value, start, index, count in cursor.fetchall():
+            found[(version, kind, value, start)].latency[int(index)] = int(count)
+        if selection.task == "multiclass_classification":
+            cursor.execute(selection.sql(_CONFUSION), params)
+            for version, kind, value, start, guess, truth, count in cursor.fetchall():
+                confusion = found[(version, kind, value, start)].confusion
+                confusion[(guess, truth)] = confusion.get((guess, truth), 0) + int(count)
+    return found
+
+
+# --- request validation ---------------------------------------------------------------------
+
+
+def time_parse(value: str | None, *, field_name: str) -> datetime | None:
+    """An RFC 3339 time with its offset, in UTC; ValidationFailed otherwise (None passes)."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValidationFailed(
+            f"{field_name} is not an RFC 3339 time.",
+            details=[
+                {
+                    "field": field_name,
+                    "message": "Use e.g. 2026-11-26T10:00:00Z (URL-encode '+' as %2B).",
+                }
+            ],
+        )
+    _require_aware(parsed, field_name)
+    return parsed.astimezone(UTC)
+
+
+def _require_aware(value: datetime, field_name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed(
+            f"{field_name} has no timezone.",
+            details=[{"field": field_name, "message": "Give an offset or Z."}],
+        )
+
+
+def _floor(value: datetime, step: timedelta) -> datetime:
+    value = value.astimezone(UTC)
+    if step == BUCKETS["day"]:
+        return value.replace(hour=0, minute=0, second=0, microsecond=0)
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil(value: datetime, step: timedelta) -> datetime:
+    floored = _floor(value, step)
+    if floored == value:
+        return floored
+    try:
+        return floored + step
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def _range(
+    start: datetime | None, end: datetime | None, *, bucket: str, limit: timedelta | None
+) -> tuple[datetime, datetime]:
+    """[start, end) defaulted (the last 7 days) and checked; ValidationFailed when absurd."""
+    for value, name in ((start, "start"), (end, "end")):
+        if value is not None:
+            _require_aware(value, name)
+    if end is None:
+        end = datetime.now(UTC) if start is None else max(datetime.now(UTC), start)
+    if start is None:
+        try:
+            start = end - DEFAULT_RANGE
+        except OverflowError:
+            start = datetime.min.replace(tzinfo=UTC)
+    if end <= start:
+        raise ValidationFailed(
+            "end must be after start.",
+            details=[{"field": "end", "message": "Give an end later than start."}],
+        )
+    if limit is not None and end - start > limit:
+        raise ValidationFailed(
+            f"The range is too long for bucket={bucket}.",
+            details=[{"field": "start", "message": f"At most {limit.days} days per request."}],
+        )
+    return start, end
+
+
+def _segment_attribute(model: Any, attribute: str, field_name: str) -> None:
+    if attribute not in (model.segment_attributes or []):
+        allowed = ", ".join(model.segment_attributes or []) or "none configured"
+        raise ValidationFailed(
+            f"{field_name} must be one of the model's segment_attributes ({allowed}).",
+            details=[{"field": field_name, "message": f"Unknown attribute {attribute!r}."}],
+        )
+
+
+def _version_ids(model: str, version: str | None) -> tuple[dict[int, str], tuple[int, ...]]:
+    names = dict(registry_selectors.model_version_list(model=model).values_list("id", "version"))
+    if version is None:
+        return names, tuple(sorted(names))
+    chosen = registry_selectors.model_version_get(model=model, version=version)
+    return names, (chosen.id,)
+
+
+# --- the reads ------------------------------------------------------------------------------
+
+
+def _segment_output(attribute: str | None, kind: str, value: str) -> dict[str, str | None] | None:
+    if attribute is None:
+        return None
+    shown = {SegmentKind.VALUE: value, SegmentKind.OTHER: "other"}.get(SegmentKind(kind))
+    return {attribute: shown}
+
+
+def _segment_order(kind: str, value: str) -> tuple[int, str]:
+    return ({"all": 0, "value": 1, "absent": 2, "other": 3}[kind], value)
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def model_performance(
+    *,
+    model: str,
+    version: str | None = None,
+    segment: str | None = None,
+    bucket: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, Any]:
+    """API.md's performance answer: one row per bucket × version × segment with data.
+
+    Raises NotFound (model, version) and ValidationFailed (bucket, segment, range).
+    """
+    found = registry_selectors.model_get(name=model)
+    bucket = bucket or "hour"
+    if bucket not in BUCKETS:
+        raise ValidationFailed(
+            "bucket must be hour or day.",
+            details=[{"field": "bucket", "message": f"Unknown bucket {bucket!r}."}],
+        )
+    if segment is not None:
+        _segment_attribute(found, segment, "segment")
+    start, end = _range(start, end, bucket=bucket, limit=MAX_RANGE[bucket])
+    names, version_ids = _version_ids(found.name, version)
+    step = BUCKETS[bucket]
+    selection = Selection(
+        model_id=found.id,
+        task=found.task,
+        version_ids=version_ids,
+        attribute=segment or "",
+        lower=_floor(start, step),
+        upper=_ceil(end, step),
+        bucket=bucket,
+    )
+    totals = _totals(selection)
+    order = sorted(totals, key=lambda key: (key[3], key[0], _segment_order(key[1], key[2])))
+    return {
+        "model": found.name,
+        "bucket": bucket,
+        "results": [_row(found.task, names, segment, key, totals[key]) for key in order],
+    }
+
+
+def _row(
+    task: str, names: Mapping[int, str], attribute: str | None, key: Key, totals: Totals
+) -> dict[str, Any]:
+    version_id, kind, value, start = key
+    return {
+        "start": _time(start),
+        "version": names.get(version_id),
+        "segment": _segment_output(attribute, kind, value),
+        "count": totals.count,
+        "labeled": totals.labeled,
+        "errors": totals.errors,
+        **metrics_compute(task, totals),
+    }
+
+
+def _only(segment: Mapping[str, str] | None, model: Any) -> tuple[str, tuple[str, str] | None]:
+    if not segment:
+        return "", None
+    if len(segment) != 1:
+        raise ValidationFailed(
+            "A segment names one attribute.",
+            details=[{"field": "segment", "message": "Give at most one attribute."}],
+        )
+    ((attribute, value),) = segment.items()
+    _segment_attribute(model, attribute, "segment")
+    if value == "other":
+        return attribute, (SegmentKind.OTHER.value, "")
+    return attribute, (SegmentKind.VALUE.value, str(value))
+
+
+def _merged(rows: Iterable[Totals]) -> Totals:
+    total = Totals()
+    for row in rows:
+        total.add(row)
+    return total
+
 
 def performance_metric_value(
     *,
@@ -32,16 +485,40 @@ def performance_metric_value(
     segment: Mapping[str, str] | None = None,
     version: str | None = None,
 ) -> tuple[float | None, int]:
-    """One metric of `model` over the hour buckets in [start, end): (value, sample size).
+    """One metric of `model` over [start, end): (value, sample size).
 
     All versions together unless `version` is given; the whole traffic unless `segment`
-    names one attribute and value ({"country": "DE"}). The sample size follows API.md's
-    rules: labeled predictions for label metrics (LABEL_METRICS), predictions otherwise.
-    The value is None when the metric does not apply to the model's task or there is no
-    data. Buckets are whole UTC hours: every hour overlapping [start, end) counts, so pass
-    whole-hour bounds for an exact window. Raises NotFound (unknown model or version) and
-    ValidationFailed (unknown metric, naive times, a segment of more than one attribute or
-    an attribute not among the model's segment_attributes).
+    names one attribute and value ({"country": "DE"}; "other" is the overflow cell, and a
+    value past the attribute's first 100 has no cell of its own: (None, 0)). The sample size
+    follows API.md's rules: labeled predictions for label metrics (LABEL_METRICS),
+    predictions otherwise. The value is None when the metric does not apply to the model's
+    task or there is no data — except `count`, which is 0 then. Buckets are whole UTC hours:
+    every hour overlapping [start, end) counts, so pass whole-hour bounds for an exact
+    window. Raises NotFound (unknown model or version) and ValidationFailed (unknown metric,
+    naive times, end not after start, a segment of more than one attribute or an attribute
+    not among the model's segment_attributes).
     """
-    del model, metric, start, end, segment, version
-    return None, 0
+    if metric not in PERFORMANCE_METRICS:
+        raise ValidationFailed(
+            f"Unknown performance metric {metric!r}.",
+            details=[{"field": "metric", "message": f"One of {', '.join(PERFORMANCE_METRICS)}."}],
+        )
+    found = registry_selectors.model_get(name=model)
+    start, end = _range(start, end, bucket="hour", limit=None)
+    attribute, only = _only(segment, found)
+    _, version_ids = _version_ids(found.name, version)
+    step = BUCKETS["hour"]
+    selection = Selection(
+        model_id=found.id,
+        task=found.task,
+        version_ids=version_ids,
+        attribute=attribute,
+        lower=_floor(start, step),
+        upper=_ceil(end, step),
+        only=only,
+    )
+    totals = _merged(_totals(selection).values())
+    sample = totals.labeled if metric in LABEL_METRICS else totals.count
+    if metric == "count":
+        return float(totals.count), totals.count
+    return metrics_compute(found.task, totals)[metric], sample

@@ -410,3 +410,14 @@ def test_staff_without_group__experiments__forbidden(churn):
     assert client.get(LIST).status_code == 403
     assert client.post(ADD, _add_data()).status_code == 403
     assert Experiment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_admin_add_page__get__shows_inlines_with_two_variant_rows(admin_client, churn):
+    page = admin_client.get(ADD)
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert 'name="variants-TOTAL_FORMS" value="2"' in content
+    assert 'name="variants-0-is_control"' in content
+    assert 'name="ramp-TOTAL_FORMS"' in content
+    assert "churn@3" in content

@@ -55,13 +55,13 @@ def history_entry_as_dict(event: RolloutEvent) -> dict[str, Any]:
 # --- shapes for the OpenAPI schema (the views validate with validation.parse_payload) ---------
 
 
-class VariantSerializer(serializers.Serializer[Any]):
+class ExperimentVariantSerializer(serializers.Serializer[Any]):
     key = serializers.CharField(max_length=100)
     model_version = serializers.CharField(max_length=100)
     weight = serializers.FloatField(min_value=0, max_value=1)
 
 
-class MetricSerializer(serializers.Serializer[Any]):
+class ExperimentMetricSerializer(serializers.Serializer[Any]):
     key = serializers.CharField(max_length=100)
     type = serializers.ChoiceField(choices=["binomial", "mean"])
 
@@ -83,9 +83,9 @@ class ExperimentInputSerializer(serializers.Serializer[Any]):
     description = serializers.CharField(required=False, allow_blank=True)
     hypothesis = serializers.CharField(required=False, allow_blank=True)
     owner = serializers.CharField(required=False, allow_blank=True)
-    variants = VariantSerializer(many=True, help_text="At least two; weights sum to 1.")
+    variants = ExperimentVariantSerializer(many=True, help_text="At least two; weights sum to 1.")
     control = serializers.CharField(help_text="The key of the control variant.")
-    metrics = MetricSerializer(many=True, required=False)
+    metrics = ExperimentMetricSerializer(many=True, required=False)
     primary_metric = serializers.CharField(required=False, allow_null=True)
     guardrail_metrics = serializers.ListField(child=serializers.CharField(), required=False)
     breakdown_attributes = serializers.ListField(
@@ -107,11 +107,11 @@ class ExperimentPatchSerializer(ExperimentInputSerializer):
 
     key = None  # type: ignore[assignment]  # DRF removes a field declared None on a subclass
     model = serializers.CharField(required=False)
-    variants = VariantSerializer(many=True, required=False)
+    variants = ExperimentVariantSerializer(many=True, required=False)
     control = serializers.CharField(required=False)
 
 
-class HistoryEntrySerializer(serializers.Serializer[Any]):
+class ExperimentHistoryEntrySerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     type = serializers.CharField()
     actor = serializers.CharField()
@@ -130,7 +130,7 @@ class ExperimentSerializer(ExperimentInputSerializer):
     updated_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     stopped_at = serializers.DateTimeField(allow_null=True)
-    history = HistoryEntrySerializer(many=True)
+    history = ExperimentHistoryEntrySerializer(many=True)
 
 
 class ExperimentPageSerializer(serializers.Serializer[Any]):
@@ -158,5 +158,5 @@ class AssignmentSerializer(serializers.Serializer[Any]):
     in_experiment = serializers.BooleanField()
 
 
-class ErrorSerializer(serializers.Serializer[Any]):
+class ExperimentErrorBodySerializer(serializers.Serializer[Any]):
     error = serializers.DictField(help_text='{"code", "message", "details"} (API.md)')

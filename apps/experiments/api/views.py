@@ -11,7 +11,12 @@ from typing import Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,7 +44,9 @@ _ERROR_TEXT = {
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
     return {
-        status: OpenApiResponse(shapes.ErrorSerializer, description=_ERROR_TEXT[status])
+        status: OpenApiResponse(
+            shapes.ExperimentErrorBodySerializer, description=_ERROR_TEXT[status]
+        )
         for status in statuses
     }
 
@@ -134,12 +141,14 @@ class _TransitionView(APIView):
 
 
 def _transition_schema(operation_id: str, summary: str) -> Any:
-    return extend_schema(
-        tags=TAGS,
-        operation_id=operation_id,
-        summary=summary,
-        request=None,
-        responses={200: shapes.ExperimentSerializer, **_errors(401, 403, 404, 409)},
+    return extend_schema_view(
+        post=extend_schema(
+            tags=TAGS,
+            operation_id=operation_id,
+            summary=summary,
+            request=None,
+            responses={200: shapes.ExperimentSerializer, **_errors(401, 403, 404, 409)},
+        )
     )
 
 

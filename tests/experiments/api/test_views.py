@@ -268,3 +268,37 @@ def test_schema__experiment_paths__documented(anonymous):
     assert "/api/v1/experiments" in paths
     assert "/api/v1/experiments/{key}/ship" in paths
     assert "/api/v1/assignments" in paths
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_feed__rollout_events_and_exposures__listed_in_log_order(
+    make_client, make_experiment
+):
+    # Given a created and started experiment and one assignment (committed rows: the feed
+    # only hands out rows below the oldest running transaction)
+    make_experiment(start=True)
+    ingester, reader = make_client("ingest"), make_client("read")
+    assigned = ingester.post(
+        "/api/v1/assignments", {"experiment": KEY, "subject": "user-1"}, format="json"
+    ).json()
+    # When
+    response = reader.get("/api/v1/events", {"limit": 1000})
+    # Then
+    mine = [
+        item
+        for item in response.json()["results"]
+        if item["type"].startswith("experiment_") or item["type"] == "exposure"
+    ]
+    assert [item["type"] for item in mine] == [
+        "experiment_created",
+        "experiment_started",
+        "exposure",
+    ]
+    assert mine[1]["event"]["state"]["status"] == "running"
+    exposure = mine[2]["event"]
+    assert (exposure["experiment"], exposure["subject"], exposure["variant"]) == (
+        KEY,
+        "user-1",
+        assigned["variant"],
+    )
+    assert (exposure["source"], exposure["hash_version"]) == ("assignment", 1)

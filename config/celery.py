@@ -39,6 +39,10 @@ app.conf.beat_schedule = {
         "schedule": AGGREGATION_INTERVAL,
         "options": {"expires": AGGREGATION_INTERVAL},
     },
+    # Retraining jobs whose lease expired (a killed worker, a vanished external trainer) go
+    # back to the queue, and queued jobs whose message was lost are sent again; a minute is
+    # small against leases of an hour.
+    "monitoring-recover-jobs": {"task": "monitoring.jobs.recover", "schedule": 60.0},
     # Ramp steps come due on the hour scale; a minute late is nothing, and each run applies
     # every step that came due (runs are idempotent: an applied step is marked).
     "experiments-advance-ramps": {"task": "experiments.advance_ramps", "schedule": 60.0},

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.ingest.api.urls")),
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.analytics.api.urls")),
+    path("", include("apps.monitoring.api.urls")),
 ]
 
 urlpatterns = [

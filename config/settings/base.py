@@ -126,6 +126,7 @@ INSTALLED_APPS = [
     "apps.ingest",
     "apps.experiments",
     "apps.analytics",
+    "apps.monitoring",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +196,20 @@ KAIZEN_MAX_FEATURES = env.int("KAIZEN_MAX_FEATURES", default=500)
 KAIZEN_MAX_STRING_LENGTH = env.int("KAIZEN_MAX_STRING_LENGTH", default=1024)
 KAIZEN_MAX_FUTURE_SECONDS = env.int("KAIZEN_MAX_FUTURE_SECONDS", default=300)
 KAIZEN_METRICS_TOKEN = env.str("KAIZEN_METRICS_TOKEN", default="")
+# Monitoring (apps.monitoring): webhooks and the retraining queue.
+# Webhooks may reach private, loopback and link-local addresses only when this is on.
+KAIZEN_WEBHOOK_ALLOW_PRIVATE = env.bool("KAIZEN_WEBHOOK_ALLOW_PRIVATE", default=False)
+KAIZEN_WEBHOOK_TIMEOUT_SECONDS = env.float("KAIZEN_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+KAIZEN_WEBHOOK_MAX_ATTEMPTS = env.int("KAIZEN_WEBHOOK_MAX_ATTEMPTS", default=5)
+KAIZEN_WEBHOOK_BACKOFF_SECONDS = env.int("KAIZEN_WEBHOOK_BACKOFF_SECONDS", default=30)
+# Dotted path to a callable(job) -> the new version's registry payload; empty: workers leave
+# jobs to external trainers (POST /api/v1/retraining-jobs/{id}/claim).
+KAIZEN_TRAINER = env.str("KAIZEN_TRAINER", default="apps.monitoring.trainers.reference_trainer")
+KAIZEN_TRAINER_MAX_ROWS = env.int("KAIZEN_TRAINER_MAX_ROWS", default=50_000)
+KAIZEN_RETRAINING_MAX_ATTEMPTS = env.int("KAIZEN_RETRAINING_MAX_ATTEMPTS", default=3)
+KAIZEN_RETRAINING_BACKOFF_SECONDS = env.int("KAIZEN_RETRAINING_BACKOFF_SECONDS", default=60)
+# Longer than the training task's hard time limit (apps/monitoring/tasks.py, 55 min).
+KAIZEN_RETRAINING_LEASE_SECONDS = env.int("KAIZEN_RETRAINING_LEASE_SECONDS", default=3600)
 # Django's own limit would answer 400; BodySizeLimitMiddleware answers 413 first.
 DATA_UPLOAD_MAX_MEMORY_SIZE = KAIZEN_MAX_BODY_BYTES + 1024
 
@@ -224,6 +239,7 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"ApiKey": []}],
+    "ENUM_NAME_OVERRIDES": {"RetrainingJobStatusEnum": "apps.monitoring.models.JobStatus"},
 }
 
 LOGGING = {

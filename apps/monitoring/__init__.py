@@ -1,0 +1,1 @@
+"""Threshold rules, alerts, webhook notifications and the retraining queue (issue 6)."""

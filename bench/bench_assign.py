@@ -17,8 +17,8 @@ The targets are the issue's, measured there with wrk (a C client); here the clie
 Python processes sharing the 2 cores with gunicorn and PostgreSQL, so the absolute rates
 understate the server and the ratios to the anchors measured in this same run are the
 figures to compare. Last, in one process against the same database, the time per call of
-the API key lookup (apps/accounts, one query) and of the assignment service, to show what
-the hot path spends where.
+the API key lookup and the rate limit (apps/accounts: one query, two Redis commands) and of
+the assignment service, to show what the hot path spends where.
 
 Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones);
 BENCH_SECONDS sets each phase's length (default 8 s), BENCH_CLIENTS the client processes
@@ -154,10 +154,17 @@ def http_phases(environment: Environment, key: str) -> dict[str, dict[str, float
 _IN_PROCESS = """
 import os, time, django
 django.setup()
+from types import SimpleNamespace
 from apps.accounts import services as accounts
+from apps.accounts.authentication import ApiKeyAuthentication
+from apps.accounts.throttling import ApiKeyRateThrottle
 from apps.experiments import services
+from django.test import RequestFactory
 
 raw, experiment, calls = os.environ["BENCH_KEY"], os.environ["BENCH_EXPERIMENT"], 2000
+request = RequestFactory().post("/", HTTP_AUTHORIZATION=f"Bearer {raw}")
+principal, _ = ApiKeyAuthentication().authenticate(request)
+as_drf = SimpleNamespace(user=principal, META=request.META)
 
 def per_call(function):
     started = time.perf_counter()
@@ -166,16 +173,18 @@ def per_call(function):
     return (time.perf_counter() - started) / calls * 1e6
 
 key = per_call(lambda n: accounts.api_key_authenticate(raw))
+limit = per_call(lambda n: ApiKeyRateThrottle().allow_request(as_drf, None))
 repeat = per_call(lambda n: services.assignment_create(
     experiment=experiment, subject=f"subject-0-{n % 500}", attributes={}))
 new = per_call(lambda n: services.assignment_create(
     experiment=experiment, subject=f"in-process-{n}", attributes={"country": "DE"}))
-print(f"{key:.0f} {repeat:.0f} {new:.0f}")
+print(f"{key:.0f} {limit:.0f} {repeat:.0f} {new:.0f}")
 """
 
 
-def in_process_costs(environment: Environment, key: str) -> tuple[float, float, float]:
-    """Microseconds per call, in one process: key lookup, repeat assignment, new assignment."""
+def in_process_costs(environment: Environment, key: str) -> tuple[float, ...]:
+    """Microseconds per call, in one process: key lookup, rate limit, repeat and new
+    assignment (the service alone)."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and code
         [PYTHON, "-c", _IN_PROCESS],
         env=environment.variables(
@@ -187,8 +196,7 @@ def in_process_costs(environment: Environment, key: str) -> tuple[float, float, 
         check=True,
         timeout=300,
     )
-    key_us, repeat_us, new_us = (float(value) for value in done.stdout.split()[-3:])
-    return key_us, repeat_us, new_us
+    return tuple(float(value) for value in done.stdout.split()[-4:])
 
 
 def main() -> int:
@@ -197,7 +205,7 @@ def main() -> int:
     try:
         key = api_key(environment)
         figures = http_phases(_with_settings(environment), key)
-        key_us, repeat_us, new_us = in_process_costs(environment, key)
+        key_us, limit_us, repeat_us, new_us = in_process_costs(environment, key)
     finally:
         drop_database(environment)
     print(f"after:  {machine_load()}")
@@ -213,8 +221,9 @@ def main() -> int:
         f" × the minimal view (p99 {repeat['p99_ms']:.1f} ms vs {anchor_repeat['p99_ms']:.1f} ms)"
     )
     print(
-        f"in one process, per call: API key lookup {key_us:.0f} µs, assignment of a repeat"
-        f" subject {repeat_us:.0f} µs, of a new subject {new_us:.0f} µs"
+        f"in one process, per call: API key lookup {key_us:.0f} µs, rate limit {limit_us:.0f} µs,"
+        f" assignment service for a repeat subject {repeat_us:.0f} µs, for a new subject"
+        f" {new_us:.0f} µs"
     )
     checks = [
         (f"new subjects ≥ {TARGET_NEW:,.0f}/s", new["requests_per_second"] >= TARGET_NEW),

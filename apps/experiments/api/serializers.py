@@ -119,7 +119,9 @@ class ExperimentHistoryEntrySerializer(serializers.Serializer[Any]):
     occurred_at = serializers.DateTimeField()
 
 
-class ExperimentSerializer(ExperimentInputSerializer):
+class ExperimentStateSerializer(ExperimentInputSerializer):
+    """An experiment as lists show it (and as every rollout event's `state` records it)."""
+
     status = serializers.ChoiceField(choices=["draft", "running", "paused", "stopped"])
     ramp = RampStepStateSerializer(many=True)
     salt = serializers.CharField()
@@ -130,11 +132,16 @@ class ExperimentSerializer(ExperimentInputSerializer):
     updated_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     stopped_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExperimentSerializer(ExperimentStateSerializer):
+    """One experiment with its change history, oldest first."""
+
     history = ExperimentHistoryEntrySerializer(many=True)
 
 
 class ExperimentPageSerializer(serializers.Serializer[Any]):
-    results = ExperimentSerializer(many=True)
+    results = ExperimentStateSerializer(many=True)
     next_cursor = serializers.CharField(allow_null=True)
 
 

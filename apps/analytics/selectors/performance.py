@@ -186,41 +186,38 @@ def metrics_compute(task: str, totals: Totals) -> dict[str, float | None]:
 
 Key = tuple[int, str, str, datetime]  # version id, segment kind, segment value, bucket start
 
-_CELLS = """
-SELECT c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'),
-       sum(c.predictions), sum(c.labeled), sum(c.errors),
+# One statement, so the three tables are read in one snapshot (a fold commits all at once):
+# part 0 the cells, part 1 their latency bins, part 2 their confusion pairs (multiclass).
+_READ = """
+WITH chosen AS (
+    SELECT id, kind, value FROM analytics_performancesegment
+    WHERE model_id = %(model_id)s AND attribute = %(attribute)s{only}
+)
+SELECT 0 AS part, c.model_version_id, g.kind, g.value,
+       date_trunc(%(bucket)s, c.bucket, 'UTC') AS start, NULL::int AS bin,
+       NULL::text AS predicted, NULL::text AS actual,
+       sum(c.predictions) AS count, sum(c.labeled), sum(c.errors),
        sum(c.true_positives), sum(c.false_positives), sum(c.false_negatives),
        sum(c.true_negatives), sum(c.absolute_error_sum), sum(c.squared_error_sum)
-FROM analytics_performancecell c
-JOIN analytics_performancesegment g ON g.id = c.segment_id
+FROM analytics_performancecell c JOIN chosen g ON g.id = c.segment_id
 WHERE {where}
-GROUP BY 1, 2, 3, 4
+GROUP BY c.model_version_id, g.kind, g.value, 5
+UNION ALL
+SELECT 1, c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'), c.bin,
+       NULL, NULL, sum(c.count), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM analytics_latencycell c JOIN chosen g ON g.id = c.segment_id
+WHERE {where}
+GROUP BY c.model_version_id, g.kind, g.value, 5, c.bin
+UNION ALL
+SELECT 2, c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'), NULL,
+       c.predicted, c.actual, sum(c.count), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM analytics_confusioncell c JOIN chosen g ON g.id = c.segment_id
+WHERE {where} AND %(multiclass)s
+GROUP BY c.model_version_id, g.kind, g.value, 5, c.predicted, c.actual
+ORDER BY part
 """
 
-_LATENCY = """
-SELECT c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'), c.bin,
-       sum(c.count)
-FROM analytics_latencycell c
-JOIN analytics_performancesegment g ON g.id = c.segment_id
-WHERE {where}
-GROUP BY 1, 2, 3, 4, 5
-"""
-
-_CONFUSION = """
-SELECT c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'),
-       c.predicted, c.actual, sum(c.count)
-FROM analytics_confusioncell c
-JOIN analytics_performancesegment g ON g.id = c.segment_id
-WHERE {where}
-GROUP BY 1, 2, 3, 4, 5, 6
-"""
-
-_WHERE = (
-    "c.segment_id IN (SELECT id FROM analytics_performancesegment "
-    "WHERE model_id = %(model_id)s AND attribute = %(attribute)s{only}) "
-    "AND c.model_version_id = ANY(%(versions)s) "
-    "AND c.bucket >= %(lower)s AND c.bucket < %(upper)s"
-)
+_WHERE = "c.model_version_id = ANY(%(versions)s) AND c.bucket >= %(lower)s AND c.bucket < %(upper)s"
 
 
 @dataclass(frozen=True)
@@ -245,42 +242,42 @@ class Selection:
             "lower": self.lower,
             "upper": self.upper,
             "bucket": self.bucket,
+            "multiclass": self.task == "multiclass_classification",
         }
         if self.only is not None:
             params["kind"], params["value"] = self.only
         return params
 
-    def sql(self, template: str) -> str:
+    def sql(self) -> str:
         only = " AND kind = %(kind)s AND value = %(value)s" if self.only else ""
-        return template.format(where=_WHERE.format(only=only))
+        return _READ.format(where=_WHERE, only=only)
 
 
 def _totals(selection: Selection) -> dict[Key, Totals]:
     """The summed cells per (version, segment, bucket start) of a selection."""
     found: dict[Key, Totals] = {}
-    params = selection.params()
     with connection.cursor() as cursor:
-        cursor.execute(selection.sql(_CELLS), params)
-        for row in cursor.fetchall():
-            found[(row[0], row[1], row[2], row[3])] = Totals(
-                count=int(row[4]),
-                labeled=int(row[5]),
-                errors=int(row[6]),
-                true_positives=int(row[7]),
-                false_positives=int(row[8]),
-                false_negatives=int(row[9]),
-                true_negatives=int(row[10]),
-                absolute_error_sum=Decimal(row[11]),
-                squared_error_sum=Decimal(row[12]),
+        cursor.execute(selection.sql(), selection.params())
+        rows = cursor.fetchall()
+    for part, version, kind, value, start, index, guess, truth, count, *sums in rows:
+        key = (version, kind, value, start)
+        if part == 0:
+            found[key] = Totals(
+                count=int(count),
+                labeled=int(sums[0]),
+                errors=int(sums[1]),
+                true_positives=int(sums[2]),
+                false_positives=int(sums[3]),
+                false_negatives=int(sums[4]),
+                true_negatives=int(sums[5]),
+                absolute_error_sum=Decimal(sums[6]),
+                squared_error_sum=Decimal(sums[7]),
             )
-        cursor.execute(selection.sql(_LATENCY), params)
-        for version, kind, value, start, index, count in cursor.fetchall():
-            found[(version, kind, value, start)].latency[int(index)] = int(count)
-        if selection.task == "multiclass_classification":
-            cursor.execute(selection.sql(_CONFUSION), params)
-            for version, kind, value, start, guess, truth, count in cursor.fetchall():
-                confusion = found[(version, kind, value, start)].confusion
-                confusion[(guess, truth)] = confusion.get((guess, truth), 0) + int(count)
+        elif part == 1:
+            found[key].latency[int(index)] = int(count)
+        else:
+            confusion = found[key].confusion
+            confusion[(guess, truth)] = confusion.get((guess, truth), 0) + int(count)
     return found
 
 
@@ -306,7 +303,13 @@ def time_parse(value: str | None, *, field_name: str) -> datetime | None:
             ],
         )
     _require_aware(parsed, field_name)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(
+            f"{field_name} is out of range.",
+            details=[{"field": field_name, "message": "The time in UTC is out of range."}],
+        ) from None
 
 
 def _require_aware(value: datetime, field_name: str) -> None:

@@ -370,7 +370,7 @@ def _codec(kind: Kind, limits: Limits) -> _Codec:
             ("model", name),
             ("model_version", name),
             ("occurred_at", moment),
-            ("subject", text | None, None),
+            ("subject", name | None, None),
             ("experiment", name | None, None),
             ("variant", name | None, None),
             (

@@ -68,7 +68,9 @@ class PredictionInSerializer(serializers.Serializer[Any]):
     model_version = serializers.CharField(help_text="A registered version of that model.")
     occurred_at = serializers.DateTimeField(help_text=_TIME)
     subject = serializers.CharField(
-        required=False, allow_null=True, allow_blank=True, help_text=_TEXT
+        required=False,
+        allow_null=True,
+        help_text="The randomisation unit (user, session…); required with experiment. " + _TEXT,
     )
     experiment = serializers.CharField(
         required=False, allow_null=True, help_text="With variant: an experiment of the model."

@@ -267,6 +267,7 @@ PREDICTION_CASES = [
         "validation_error",
         ("error",),
     ),
+    Case("empty subject", prediction(subject=""), 400, "validation_error", ("subject",)),
     Case(
         "NUL in subject", prediction(subject="user\u00001"), 400, "validation_error", ("subject",)
     ),

@@ -12,8 +12,9 @@ explanation keys among the features. References (model versions, experiments) ar
 by services.py against the per-process caches.
 
 `content_hash` defines when two events are equal (API.md "Idempotency"): the Struct encoded
-with sorted keys, times as UTC instants, numbers as floats (msgspec turns every JSON number
-into a float where a float is expected), and hashed with BLAKE2b-128.
+with its fields in a fixed order and dict keys sorted, times as UTC instants, numbers as
+floats (msgspec turns every JSON number into a float where a float is expected), and
+hashed with BLAKE2b-128.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class Decoded:
 
 _ENVELOPE = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-_CANONICAL = msgspec.json.Encoder(order="sorted")
+# Dict keys sorted; Struct fields in their fixed declaration order.
+_CANONICAL = msgspec.json.Encoder(order="deterministic")
 # A NUL can only reach a decoded string through this escape (raw control bytes are invalid).
 _NUL_ESCAPE = b"\\u0000"
 
@@ -364,6 +366,7 @@ def _codec(kind: Kind, limits: Limits) -> _Codec:
                 ("value", float | None, None),
             ],
             forbid_unknown_fields=True,
+            gc=False,
         )
         fields = [
             ("id", uuid.UUID),
@@ -409,7 +412,9 @@ def _codec(kind: Kind, limits: Limits) -> _Codec:
             ("label", text | None, None),
         ]
         check = _check_feedback
-    event = msgspec.defstruct(kind.title(), fields, forbid_unknown_fields=True)
+    # gc=False: events hold only scalars and flat dicts, never a cycle, so the collector
+    # need not track the thousands a batch creates.
+    event = msgspec.defstruct(kind.title(), fields, forbid_unknown_fields=True, gc=False)
     batch = msgspec.defstruct("Batch", [("events", list[event])], forbid_unknown_fields=True)  # type: ignore[valid-type]  # built at run time
     return _Codec(
         batch=msgspec.json.Decoder(batch), single=msgspec.json.Decoder(event), check=check

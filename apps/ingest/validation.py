@@ -14,7 +14,9 @@ by services.py against the per-process caches.
 `content_hash` defines when two events are equal (API.md "Idempotency"): the Struct encoded
 with its fields in a fixed order and dict keys sorted, times as UTC instants, numbers as
 floats (msgspec turns every JSON number into a float where a float is expected), and
-hashed with BLAKE2b-128.
+hashed with BLAKE2b-128. Stored rows carry this hash: changing the canonical form would
+turn re-posts of stored events into conflicts, so it changes only with a migration that
+recomputes the column.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
   live worker never outlives its lease.
 - monitoring.notifications.deliver (queue `notifications`): one webhook attempt per run,
   retried with backoff for transient failures.
-- monitoring.jobs.recover (queue `default`, beat every minute): expired leases, lost messages.
+- monitoring.jobs.recover (queue `default`, beat every minute): expired leases, and the
+  messages a broker outage lost (queued jobs, undelivered alerts) sent again.
 """
 
 from __future__ import annotations
@@ -66,4 +67,5 @@ def deliver_webhook(self: Task[Any, Any], alert_id: str) -> str:
     time_limit=60,
 )
 def recover_retraining_jobs() -> dict[str, int]:
-    return services.retraining_jobs_recover()
+    recovered = services.retraining_jobs_recover()
+    return {**recovered, "webhooks_resent": services.webhooks_resend_lost()}

@@ -251,3 +251,20 @@ def test_sign__known_vector__hmac_sha256_of_timestamp_dot_body():
     # Then
     expected = hmac.new(b"whsec_test", b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
     assert signature == f"sha256={expected}"
+
+
+def test_resend_lost__alerts_never_attempted__sent_again_until_attempted(hooked, broker):
+    # Given: two alerts raised at NOW whose delivery messages were lost
+    rule, _, first_alert = hooked
+    second_alert = raise_alert(rule)
+    # When: the recovery runs 4 minutes later, 6 minutes later, and after attempts exist
+    too_young = services.webhooks_resend_lost(now=NOW + timedelta(minutes=4))
+    lost = services.webhooks_resend_lost(now=NOW + timedelta(minutes=6))
+    for alert in (first_alert, second_alert):
+        WebhookDelivery.objects.create(
+            alert=alert, rule=rule, url=rule.webhook_url, attempt=1, outcome="retrying"
+        )
+    attempted = services.webhooks_resend_lost(now=NOW + timedelta(minutes=7))
+    # Then
+    assert (too_young, lost, attempted) == (0, 2, 0)
+    assert broker.llen("notifications") == 2

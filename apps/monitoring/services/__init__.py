@@ -12,6 +12,7 @@ from apps.monitoring.services.notifications import (
     DeliveryResult,
     sign,
     webhook_deliver,
+    webhooks_resend_lost,
 )
 from apps.monitoring.services.retraining import (
     JobNotHeld,
@@ -54,4 +55,5 @@ __all__ = [
     "sign",
     "webhook_allow_private",
     "webhook_deliver",
+    "webhooks_resend_lost",
 ]

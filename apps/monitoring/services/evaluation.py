@@ -167,6 +167,8 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, Any]:
             logger.exception("rule.evaluation_failed", extra={"rule": rule_id})
             report["errors"] += 1
             continue
+        if evaluation.outcome == "disabled":
+            continue  # disabled between the listing and its lock
         report["evaluated"] += 1
         report[evaluation.outcome] += 1
         if evaluation.job is not None:

@@ -25,14 +25,17 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import orjson
 from django.conf import settings
+from django.utils import timezone
 
 from apps.monitoring import selectors
-from apps.monitoring.models import DeliveryOutcome, WebhookDelivery
+from apps.monitoring.models import Alert, DeliveryOutcome, WebhookDelivery
+from apps.monitoring.services.dispatch import send
 from apps.monitoring.validation import is_public_address
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,12 @@ USER_AGENT = "Kaizen-Webhook/1"
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 MAX_BACKOFF_SECONDS = 3600
 RESPONSE_READ_LIMIT = 64 * 1024
+DELIVER_TASK = "monitoring.notifications.deliver"
+# An alert with no delivery attempt this long after it was raised lost its message (a
+# broker that was down); alerts older than a day are not sent any more.
+RESEND_AFTER = timedelta(minutes=5)
+RESEND_WITHIN = timedelta(days=1)
+RESEND_BATCH = 100
 
 
 def sign(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -214,3 +223,22 @@ def webhook_deliver(*, alert_id: str, attempt: int) -> DeliveryResult:
         extra={"alert": str(alert.pk), "attempt": attempt, "outcome": outcome, "status": status},
     )
     return DeliveryResult(str(outcome), retry_in)
+
+
+def webhooks_resend_lost(*, now: datetime | None = None, limit: int = RESEND_BATCH) -> int:
+    """Send again the alerts of webhook rules that never got an attempt (lost messages).
+
+    Safe to run twice: the delivery task skips an alert already delivered.
+    """
+    at = now or timezone.now()
+    lost = list(
+        Alert.objects.filter(
+            rule__webhook_url__gt="",
+            occurred_at__gte=at - RESEND_WITHIN,
+            occurred_at__lt=at - RESEND_AFTER,
+            deliveries__isnull=True,
+        )
+        .order_by("occurred_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    return sum(send(DELIVER_TASK, str(alert_id)) for alert_id in lost)

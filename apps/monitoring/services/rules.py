@@ -26,6 +26,7 @@ from apps.registry.models import MLModel
 
 logger = logging.getLogger(__name__)
 
+NAME_CONSTRAINT = "rule_unique_name_per_model"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix that marks a secret, not one
 _UNRECORDED = {"updated_at", "updated_by"}
 
@@ -116,7 +117,10 @@ def _record(
     )
 
 
-def _name_taken(spec: RuleSpec) -> Conflict:
+def _name_taken(spec: RuleSpec, error: IntegrityError) -> Conflict:
+    """The Conflict of a name taken by another rule of the model; other errors go on."""
+    if NAME_CONSTRAINT not in str(error):
+        raise error
     return Conflict(
         f"Model {spec.model!r} already has a rule named {spec.name!r}.",
         details=[{"field": "name", "message": "Choose another name."}],
@@ -141,8 +145,8 @@ def rule_create(*, spec: RuleSpec, actor: str) -> tuple[Rule, str | None]:
     try:
         with transaction.atomic():
             rule.save(force_insert=True)
-    except IntegrityError:
-        raise _name_taken(spec) from None
+    except IntegrityError as error:
+        raise _name_taken(spec, error) from None
     diff = _diff({}, selectors.rule_state(rule))
     _record(rule=rule, kind=RuleEventType.CREATED, actor=actor, diff=diff, at=now)
     logger.info("rule.created", extra={"rule": rule.pk, "model": spec.model, "actor": actor})
@@ -184,8 +188,8 @@ def rule_update(
     try:
         with transaction.atomic():
             rule.save()
-    except IntegrityError:
-        raise _name_taken(spec) from None
+    except IntegrityError as error:
+        raise _name_taken(spec, error) from None
     kind = RuleEventType.UPDATED
     if set(diff) == {"enabled"}:
         kind = RuleEventType.ENABLED if rule.enabled else RuleEventType.DISABLED

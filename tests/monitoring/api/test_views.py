@@ -159,6 +159,17 @@ def test_create_rule__same_name_for_the_model__409_and_one_rule(world, manager):
     assert Rule.objects.count() == 1
 
 
+def test_patch_rule__name_of_another_rule__409_and_no_event(world, manager):
+    # Given
+    other, _ = make_rule(name="other")
+    # When
+    response = patch(manager, f"/api/v1/rules/{other.pk}", {"name": RULE["name"]})
+    # Then
+    assert response.status_code == 409
+    assert Rule.objects.get(pk=other.pk).name == "other"
+    assert RuleEvent.objects.count() == 2
+
+
 HOSTILE_RULES: list[tuple[Any, str]] = [
     ([RULE], ""),
     ("rule", ""),

@@ -159,7 +159,9 @@ def test_get_feedback__stored__event_as_posted(ingester, reader, batch_size):
 
 
 @pytest.mark.parametrize("kind", ["predictions", "feedback"])
-@pytest.mark.parametrize("event_id", [str(uuid.uuid4()), "not-a-uuid", "1" * 2000])
+@pytest.mark.parametrize(
+    "event_id", ["0b6f3a52-8f0e-4c5e-9d3a-5b8f2c1d7e90", "not-a-uuid", "1" * 2000]
+)
 def test_get__unknown_or_malformed_id__404(reader, kind, event_id):
     response = reader.get(f"/api/v1/{kind}/{event_id}")
     assert response.status_code == 404

@@ -207,12 +207,6 @@ def _creating_migration(loader: MigrationLoader, model: type[Event]) -> tuple[st
     pytest.fail(f"no migration creates {model._meta.label}")
 
 
-@pytest.mark.xfail(
-    reason="apps/registry/migrations/0001 lacks dependencies = [('events', '0001_event_log')]: "
-    "`migrate registry` on a fresh database fails (kaizen_event_seq does not exist); a full "
-    "`migrate` only works because 'events' sorts before 'registry'. Drop this mark once fixed.",
-    strict=False,
-)
 def test_migrations__every_event_table__created_after_the_log_sequence_and_trigger_function():
     # Given: an event table's column default calls the log's sequence and its trigger calls
     # the log's function; both come from events 0001, which must therefore run first even

@@ -14,7 +14,9 @@ from apps.events.operations import make_immutable
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = []
+    dependencies = [
+        ("events", "0001_event_log"),
+    ]
 
     operations = [
         migrations.CreateModel(

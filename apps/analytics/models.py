@@ -67,8 +67,11 @@ class VariantMetricStats(models.Model):
     """Sufficient statistics per experiment × metric × variant (× breakdown value).
 
     `attribute` is '' for the whole experiment; `attribute_value` NULL there, and for units
-    whose first exposure lacked the attribute. `variance` is PostgreSQL's var_samp, a stable
-    (Youngs–Cramer) accumulator over the per-subject table: never Σx² − nμ².
+    whose exposure lacked the attribute. `units`, `total` (Σx) and `total_squares` (Σx²)
+    are exact (integer and unconstrained `numeric`), so they change by deltas and a rebuild
+    gives the same numbers. `mean` and `variance` are derived from them in exact arithmetic,
+    rounded once to float8: with no rounding before the last step there is no cancellation
+    (the hazard of Σx² − nμ² in floating point).
     """
 
     experiment_key = models.CharField(max_length=1024)
@@ -77,6 +80,8 @@ class VariantMetricStats(models.Model):
     attribute_value = models.TextField(null=True, blank=True)  # noqa: DJ001 - NULL = absent
     variant = models.CharField(max_length=100)
     units = models.BigIntegerField()
+    total = NumericField(default=0)
+    total_squares = NumericField(default=0)
     mean = models.FloatField(null=True)
     variance = models.FloatField(null=True)
 
@@ -99,6 +104,9 @@ class ExperimentSummary(models.Model):
     experiment_key = models.CharField(max_length=1024, primary_key=True)
     units = models.JSONField(default=dict)
     multiple_exposures = models.BigIntegerField(default=0)
+    # The metrics (key, type) and breakdown attributes the statistics were computed for:
+    # when the experiment's differ, the next fold recomputes its statistics from scratch.
+    configuration = models.TextField(blank=True, default="")
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -6,9 +6,11 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import transaction
 
 from apps.accounts.models import ApiKey, Application, Scope
@@ -76,10 +78,23 @@ def api_key_create(
     return key, raw_key
 
 
+# Authenticated keys cached per process, by digest: ingestion and assignment would otherwise
+# spend a database round trip per request on the key. Expiry is checked on every use; a
+# revocation is seen at once by the process that made it and within
+# KAIZEN_API_KEY_CACHE_SECONDS by every other process.
+_key_cache: dict[str, tuple[float, ApiKey]] = {}
+KEY_CACHE_MAX_ENTRIES = 10_000
+
+
+def api_key_cache_clear() -> None:
+    _key_cache.clear()
+
+
 def api_key_revoke(*, key: ApiKey, at: datetime | None = None) -> ApiKey:
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
         revoked_at=at or datetime.now(UTC)
     )
+    api_key_cache_clear()
     key.refresh_from_db()
     logger.info("api_key.revoked", extra={"api_key": key.prefix})
     return key
@@ -91,10 +106,26 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != PREFIX_LENGTH:
         return None
-    key = ApiKey.objects.select_related("application").filter(prefix=parts[1]).first()
-    if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):
-        return None
+    digest = _digest(raw_key)
     now = datetime.now(UTC)
+    cached = _key_cache.get(digest)
+    if cached is not None and cached[0] > time.monotonic():
+        key: ApiKey | None = cached[1]
+    else:
+        key = ApiKey.objects.select_related("application").filter(prefix=parts[1]).first()
+        if key is None or not hmac.compare_digest(key.digest, digest):
+            return None
+        _remember(digest, key)
+    assert key is not None  # noqa: S101 - both branches above leave a key
     if not key.is_usable(now):
         return None
     return key
+
+
+def _remember(digest: str, key: ApiKey) -> None:
+    seconds: float = settings.KAIZEN_API_KEY_CACHE_SECONDS
+    if seconds <= 0:
+        return
+    if len(_key_cache) >= KEY_CACHE_MAX_ENTRIES:
+        _key_cache.clear()
+    _key_cache[digest] = (time.monotonic() + seconds, key)

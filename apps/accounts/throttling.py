@@ -3,8 +3,8 @@
 The limit is `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api_key"]` (env KAIZEN_RATE_LIMIT),
 read per request, so a changed setting applies without a restart of the class. Requests are
 counted in fixed windows (one counter per key and window, changed with an atomic Redis
-INCR): two round trips per request whatever the rate, and no lost counts between
-concurrent workers, where DRF's stock throttle rewrites a list of every request's timestamp
+INCR pipelined with the SET that opens it): one round trip per request whatever the rate,
+and no lost counts between concurrent workers, where DRF's stock throttle rewrites a list of every request's timestamp
 (read-modify-write, as long as the rate) on each call.
 
 DESIGN.md principle 4: Redis being down delays numbers and loses nothing, so the limiter lets
@@ -73,13 +73,15 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         bucket = f"{key}:{window}"
         # The counter outlives its window by a full window: an increment that races the
         # expiry never recreates it without a timeout.
-        if self.cache.add(bucket, 1, timeout=2 * duration):
-            return 1
-        try:
-            return int(self.cache.incr(bucket))
-        except ValueError:  # expired between add and incr: this request opens a new count
-            self.cache.add(bucket, 1, timeout=2 * duration)
-            return 1
+        # One round trip: open the counter with its timeout if absent, then count this request.
+        # (SET NX EX + INCR rather than INCR + EXPIRE NX: the embedded Redis is 6.2.)
+        redis_key = self.cache.make_and_validate_key(bucket)
+        client = self.cache._cache.get_client(redis_key, write=True)  # type: ignore[attr-defined]  # Django's RedisCache client, private but stable
+        pipeline = client.pipeline(transaction=False)
+        pipeline.set(redis_key, 0, ex=2 * duration, nx=True)
+        pipeline.incr(redis_key)
+        _, count = pipeline.execute()
+        return int(count)
 
     def wait(self) -> float | None:
         """Seconds until the current window ends (DRF rounds it up for Retry-After)."""

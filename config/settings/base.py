@@ -195,6 +195,8 @@ KAIZEN_MAX_ATTRIBUTES = env.int("KAIZEN_MAX_ATTRIBUTES", default=50)
 KAIZEN_MAX_FEATURES = env.int("KAIZEN_MAX_FEATURES", default=500)
 KAIZEN_MAX_STRING_LENGTH = env.int("KAIZEN_MAX_STRING_LENGTH", default=1024)
 KAIZEN_MAX_FUTURE_SECONDS = env.int("KAIZEN_MAX_FUTURE_SECONDS", default=300)
+# How long a process trusts an API key it has looked up (revocation delay in other processes).
+KAIZEN_API_KEY_CACHE_SECONDS = env.float("KAIZEN_API_KEY_CACHE_SECONDS", default=5.0)
 KAIZEN_METRICS_TOKEN = env.str("KAIZEN_METRICS_TOKEN", default="")
 # Monitoring (apps.monitoring): webhooks and the retraining queue.
 # Webhooks may reach private, loopback and link-local addresses only when this is on.
@@ -233,13 +235,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKey": {"type": "http", "scheme": "bearer", "description": "Kaizen API key"}
-        }
+    "ENUM_NAME_OVERRIDES": {
+        "ExperimentStatusEnum": ["draft", "running", "paused", "stopped"],
+        "RetrainingJobStatusEnum": "apps.monitoring.models.JobStatus",
     },
-    "SECURITY": [{"ApiKey": []}],
-    "ENUM_NAME_OVERRIDES": {"RetrainingJobStatusEnum": "apps.monitoring.models.JobStatus"},
 }
 
 LOGGING = {

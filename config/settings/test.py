@@ -28,3 +28,6 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"api_key": "100000/minute"}  # noqa:
 # Serve static files from the apps' folders, as collectstatic has not run for tests.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Each test looks its keys up afresh (tests revoke and expire keys behind the services' back);
+# tests/accounts/test_key_cache.py covers the cache itself.
+KAIZEN_API_KEY_CACHE_SECONDS = 0.0

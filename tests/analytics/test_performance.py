@@ -654,12 +654,13 @@ def test_performance__more_values_than_the_top__the_rest_is_other(admin):
     body = performance(admin, posted.model, segment="country", start=text(at(0)), end=text(at(2)))
     # Then the first TOP_VALUES values have rows; the rest counts as "other"; absent is null
     counts = {row["segment"]["country"]: row["count"] for row in body["results"]}
-    assert counts == {
+    expected: dict[str | None, int] = {
         **{f"C{n:03}": 1 for n in range(TOP_VALUES)},
         "C000": 2,
         "other": 5,  # X1, X2, X3, the literal "other", 7
         None: 1,
     }
+    assert counts == expected
     assert [row["segment"]["country"] for row in body["results"]][-2:] == [None, "other"]
     # And a rule on a value past the top finds no cell of its own
     assert selectors.performance_metric_value(
@@ -744,9 +745,11 @@ def test_metric_value__regression_and_latency__match_numpy(admin):
     start, end = at(0), at(6)
     pairs = posted.labeled(posted.predictions.values())
     errors = np.array([g - t for g, t in pairs])
-    assert selectors.performance_metric_value(
+    value, samples = selectors.performance_metric_value(
         model=posted.model, metric="rmse", start=start, end=end
-    ) == (pytest.approx(float(np.sqrt(np.mean(errors**2))), rel=1e-9), len(pairs))
+    )
+    assert value == pytest.approx(float(np.sqrt(np.mean(errors**2))), rel=1e-9)
+    assert samples == len(pairs)
     latencies = [e["latency_ms"] for e in posted.predictions.values() if "latency_ms" in e]
     value, count = selectors.performance_metric_value(
         model=posted.model, metric="latency_p95", start=start, end=end

@@ -1,0 +1,70 @@
+"""The per-process API key cache: no database query per request, revocation still immediate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import override_settings
+
+from apps.accounts import services
+from apps.accounts.models import ApiKey
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    services.api_key_cache_clear()
+    yield
+    services.api_key_cache_clear()
+
+
+@override_settings(KAIZEN_API_KEY_CACHE_SECONDS=60)
+@pytest.mark.django_db
+def test_authenticate__cached_key__no_query(django_assert_num_queries):
+    # Given a key looked up once
+    key, raw = services.api_key_create(application="app", name="k", scopes=["read"])
+    assert services.api_key_authenticate(raw) == key
+    # When it is used again
+    with django_assert_num_queries(0):
+        again = services.api_key_authenticate(raw)
+    # Then the cache answered
+    assert again == key
+
+
+@override_settings(KAIZEN_API_KEY_CACHE_SECONDS=60)
+@pytest.mark.django_db
+def test_authenticate__revoked_through_service__refused_at_once():
+    # Given a cached key
+    key, raw = services.api_key_create(application="app", name="k", scopes=["read"])
+    services.api_key_authenticate(raw)
+    # When it is revoked
+    services.api_key_revoke(key=key)
+    # Then it no longer authenticates, cache or not
+    assert services.api_key_authenticate(raw) is None
+
+
+@override_settings(KAIZEN_API_KEY_CACHE_SECONDS=60)
+@pytest.mark.django_db
+def test_authenticate__cached_key_expires__refused():
+    # Given a cached key that expires in the past (as seen by the cached copy's expiry)
+    key, raw = services.api_key_create(
+        application="app",
+        name="k",
+        scopes=["read"],
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    cached = services.api_key_authenticate(raw)
+    assert cached is not None
+    cached.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    # Then the expiry is checked on every use
+    assert services.api_key_authenticate(raw) is None
+    assert ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).exists()
+
+
+@override_settings(KAIZEN_API_KEY_CACHE_SECONDS=60)
+@pytest.mark.django_db
+def test_authenticate__wrong_secret_same_prefix__refused_even_when_prefix_cached():
+    key, raw = services.api_key_create(application="app", name="k", scopes=["read"])
+    services.api_key_authenticate(raw)
+    forged = raw[:-4] + ("AAAA" if not raw.endswith("AAAA") else "BBBB")
+    assert services.api_key_authenticate(forged) is None

@@ -4,8 +4,8 @@ The limit is `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api_key"]` (env KAIZEN_R
 read per request, so a changed setting applies without a restart of the class. Requests are
 counted in fixed windows (one counter per key and window, changed with an atomic Redis
 INCR pipelined with the SET that opens it): one round trip per request whatever the rate,
-and no lost counts between concurrent workers, where DRF's stock throttle rewrites a list of every request's timestamp
-(read-modify-write, as long as the rate) on each call.
+and no lost counts between concurrent workers, where DRF's stock throttle rewrites a list
+of every request's timestamp (read-modify-write, as long as the rate) on each call.
 
 DESIGN.md principle 4: Redis being down delays numbers and loses nothing, so the limiter lets
 requests through; after a failure it stops asking Redis for a few seconds so that a dead

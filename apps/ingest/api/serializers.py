@@ -133,22 +133,6 @@ class IngestResultSerializer(serializers.Serializer[Any]):
     duplicates = serializers.IntegerField(help_text="Events already stored with equal content.")
 
 
-class _ErrorDetailSerializer(serializers.Serializer[Any]):
-    index = serializers.IntegerField(required=False, help_text="The event's index in a batch.")
-    field = serializers.CharField(required=False, help_text="Dotted path, e.g. output.score.")
-    message = serializers.CharField()
-
-
-class _ErrorSerializer(serializers.Serializer[Any]):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = _ErrorDetailSerializer(many=True)
-
-
-class IngestErrorBodySerializer(serializers.Serializer[Any]):
-    error = _ErrorSerializer()
-
-
 class PredictionSerializer(PredictionInSerializer):
     """A stored prediction (absent optional fields are null)."""
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.permissions import actor_of
+from apps.core.schema import error_responses
 from apps.ingest import selectors, services
 from apps.ingest.api import serializers as shapes
 
@@ -34,10 +35,7 @@ _ERROR_TEXT = {
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {
-        status: OpenApiResponse(shapes.IngestErrorBodySerializer, description=_ERROR_TEXT[status])
-        for status in statuses
-    }
+    return error_responses(_ERROR_TEXT, *statuses)
 
 
 def _json_body(request: Request) -> bytes:

@@ -12,22 +12,6 @@ from rest_framework import serializers
 
 from apps.monitoring.models import Action, Comparator, JobStatus
 
-
-class ErrorDetailSerializer(serializers.Serializer[Any]):
-    field = serializers.CharField(required=False)
-    message = serializers.CharField()
-
-
-class ErrorSerializer(serializers.Serializer[Any]):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = ErrorDetailSerializer(many=True)
-
-
-class ErrorBodySerializer(serializers.Serializer[Any]):
-    error = ErrorSerializer()
-
-
 # --- rules ------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from apps.accounts.permissions import actor_of
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import paginate
+from apps.core.schema import PAGE_PARAMETERS, error_responses
 from apps.monitoring import selectors, services
 from apps.monitoring.api import serializers as shapes
 from apps.monitoring.models import JobStatus
@@ -26,17 +27,11 @@ _ERROR_TEXT = {
     409: "Conflicts with the current state (a name taken, a job not in that status).",
     415: "The body is not application/json.",
 }
-_PAGE = [
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-    OpenApiParameter("limit", int, description="1-1000, default 100"),
-]
+_PAGE = PAGE_PARAMETERS
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {
-        status: OpenApiResponse(shapes.ErrorBodySerializer, description=_ERROR_TEXT[status])
-        for status in statuses
-    }
+    return error_responses(_ERROR_TEXT, *statuses)
 
 
 def _boolean(request: Request, name: str) -> bool | None:

@@ -218,18 +218,3 @@ class MLModelPageSerializer(serializers.Serializer[Any]):
 class ModelVersionPageSerializer(serializers.Serializer[Any]):
     results = ModelVersionSerializer(many=True)
     next_cursor = serializers.CharField(allow_null=True)
-
-
-class RegistryErrorDetailSerializer(serializers.Serializer[Any]):
-    field = serializers.CharField(required=False)
-    message = serializers.CharField()
-
-
-class RegistryErrorSerializer(serializers.Serializer[Any]):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = RegistryErrorDetailSerializer(many=True)
-
-
-class RegistryErrorBodySerializer(serializers.Serializer[Any]):
-    error = RegistryErrorSerializer()

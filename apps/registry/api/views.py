@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.permissions import actor_of
 from apps.core.pagination import paginate
+from apps.core.schema import PAGE_PARAMETERS, error_responses
 from apps.registry import selectors, services
 from apps.registry.api import serializers as shapes
 from apps.registry.models import Alias, MLModel, ModelVersion
@@ -23,17 +24,11 @@ _ERROR_TEXT = {
     404: "No such model, version or alias.",
     409: "Conflicts with what is registered.",
 }
-_PAGE_PARAMETERS = [
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-    OpenApiParameter("limit", int, description="1-1000, default 100"),
-]
+_PAGE_PARAMETERS = PAGE_PARAMETERS
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {
-        status: OpenApiResponse(shapes.RegistryErrorBodySerializer, description=_ERROR_TEXT[status])
-        for status in statuses
-    }
+    return error_responses(_ERROR_TEXT, *statuses)
 
 
 def _model(model: MLModel) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,6 +10,29 @@ from rest_framework.test import APIClient
 from apps.accounts import services as account_services
 
 ClientFactory = Callable[..., APIClient]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches() -> Iterator[None]:
+    """Forget what this process cached of rows an earlier test rolled back or flushed.
+
+    Model version ids, experiment configuration and API keys are cached per process (they
+    never go away in production); a test database does roll them back under the process.
+    """
+    from apps.accounts import services as accounts_services
+    from apps.experiments import selectors as experiment_selectors
+    from apps.ingest import selectors as ingest_selectors
+
+    caches = (
+        ingest_selectors.model_version_cache_clear,
+        experiment_selectors.config_cache_clear,
+        accounts_services.api_key_cache_clear,
+    )
+    for clear in caches:
+        clear()
+    yield
+    for clear in caches:
+        clear()
 
 
 @pytest.fixture

@@ -11,13 +11,6 @@ from apps.accounts import services
 from apps.accounts.models import ApiKey
 
 
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    services.api_key_cache_clear()
-    yield
-    services.api_key_cache_clear()
-
-
 @override_settings(KAIZEN_API_KEY_CACHE_SECONDS=60)
 @pytest.mark.django_db
 def test_authenticate__cached_key__no_query(django_assert_num_queries):

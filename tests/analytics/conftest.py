@@ -88,19 +88,6 @@ class World:
         return out
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    # Transactional tests flush the tables under the process: cached ids would dangle.
-    from apps.experiments import selectors as experiment_selectors
-    from apps.ingest import selectors as ingest_selectors
-
-    ingest_selectors.model_version_cache_clear()
-    experiment_selectors.config_cache_clear()
-    yield
-    ingest_selectors.model_version_cache_clear()
-    experiment_selectors.config_cache_clear()
-
-
 @pytest.fixture
 def admin(make_client) -> APIClient:
     return make_client("ingest", "read", "manage")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from apps.experiments import selectors, services
+from apps.experiments import services
 from apps.experiments.validation import parse_payload
 from tests.experiments.factories import MLModelFactory, ModelVersionFactory
 
@@ -28,13 +28,6 @@ PAYLOAD: dict[str, Any] = {
     "guardrail_metrics": ["revenue"],
     "breakdown_attributes": ["country"],
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_config_cache():
-    selectors.config_cache_clear()
-    yield
-    selectors.config_cache_clear()
 
 
 @pytest.fixture

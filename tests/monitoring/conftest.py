@@ -40,19 +40,6 @@ RULE: dict[str, Any] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    # Transactional tests flush the tables under the process: cached ids would dangle.
-    from apps.experiments import selectors as experiment_selectors
-    from apps.ingest import selectors as ingest_selectors
-
-    ingest_selectors.model_version_cache_clear()
-    experiment_selectors.config_cache_clear()
-    yield
-    ingest_selectors.model_version_cache_clear()
-    experiment_selectors.config_cache_clear()
-
-
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
     """The real broker with the monitoring queues emptied before and after."""

@@ -4,8 +4,7 @@ Starts gunicorn (2 sync workers) on a fresh database with settings that add two 
 to Kaizen's routes (bench/anchor_urls.py): an empty view, and the minimal view the issue
 measures against (parse the body, hash, one INSERT … ON CONFLICT DO NOTHING, one commit).
 Registers model `churn` with versions 2 and 3, creates and starts a 50/50 experiment through
-the API, then loads the server from separate client processes, closed loop, each phase
-bounded in time:
+the API, then loads the server closed loop, each phase bounded in time:
 
 1. the empty view (the ceiling of this machine, server and client together);
 2. the minimal view, new subjects (one durable commit each);
@@ -13,16 +12,22 @@ bounded in time:
 4. the minimal view, repeat subjects (the insert conflicts: no write);
 5. assignments of repeat subjects (stored exposure found; target ≥ 4,000/s).
 
-The targets are the issue's, measured there with wrk (a C client); here the clients are
-Python processes sharing the 2 cores with gunicorn and PostgreSQL, so the absolute rates
-understate the server and the ratios to the anchors measured in this same run are the
-figures to compare. Last, in one process against the same database, the time per call of
-the API key lookup and the rate limit (apps/accounts: one query, two Redis commands) and of
-the assignment service, to show what the hot path spends where.
+The load comes from wrk (bench/wrk.py: a Lua script, unique subjects for "new", a pool
+of REPEAT_POOL per wrk thread for "repeat", the Bearer key) when it is on PATH, as in the
+issue, for every phase, so the anchors and the endpoint are loaded alike; without wrk, from
+Python client processes (bench/common.py), which use more CPU per request than the server
+and so understate the rates: the ratios to the anchors measured in the same run are then
+the figures to compare. Last, in one process against the same database, the time per call
+of the API key lookup and the rate limit (apps/accounts: a per-process key cache, one Redis
+round trip) and of the assignment service, to show what the hot path spends where.
 
 Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones);
-BENCH_SECONDS sets each phase's length (default 8 s), BENCH_CLIENTS the client processes
-(default 4).
+BENCH_SECONDS sets each phase's length (default 8 s); with wrk, BENCH_WRK_THREADS (2) and
+BENCH_CONNECTIONS (16: sync workers answer one request each at a time, so more connections
+only queue, adding latency, not throughput) and BENCH_WRK_CPUS (e.g. "1": pin wrk with
+taskset; measured no clear difference on 2 cores, so off by default); without wrk,
+BENCH_CLIENTS the client processes (default 4). BENCH_DATABASE names the scratch database
+(default kaizen_bench_assign).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import wrk  # noqa: E402 - the sibling module, found through the path above
 from common import (  # noqa: E402 - the sibling module, found through the path above
     PYTHON,
     ROOT,
@@ -54,6 +60,10 @@ from common import (  # noqa: E402 - the sibling module, found through the path 
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
+# wrk's threads and open connections (closed loop), and the cores it is pinned to ("" = none).
+WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+WRK_CPUS = os.environ.get("BENCH_WRK_CPUS", "")
 EXPERIMENT = "bench-v3-vs-v2"
 # Repeat phases reuse the first REPEAT_POOL subjects each client sent in the "new" phases.
 REPEAT_POOL = 500
@@ -119,6 +129,20 @@ def phase(
     repeat: bool,
     seconds: float = SECONDS,
 ) -> dict[str, float]:
+    if wrk.available():
+        result = wrk.run_wrk(
+            base_url,
+            path,
+            key=key,
+            prefix=prefix,
+            experiment=EXPERIMENT,
+            pool=REPEAT_POOL if repeat else 0,
+            seconds=seconds,
+            threads=WRK_THREADS,
+            connections=CONNECTIONS,
+            cpus=WRK_CPUS or None,
+        )
+        return wrk.report(label, result)
     load = Load(
         path=path,
         key=key,
@@ -201,7 +225,15 @@ def in_process_costs(environment: Environment, key: str) -> tuple[float, ...]:
 
 def main() -> int:
     print(f"before: {machine_load()}")
-    environment = fresh_database("kaizen_bench_assign")
+    if wrk.available():
+        pinned = f", pinned to cores {WRK_CPUS}" if WRK_CPUS else ""
+        print(f"load: wrk, {WRK_THREADS} threads, {CONNECTIONS} connections{pinned}")
+    else:
+        print(
+            f"load: wrk is not on PATH; {CLIENTS} Python client processes instead (they use"
+            " more CPU per request than the server: rates are understated, ratios still hold)"
+        )
+    environment = fresh_database(os.environ.get("BENCH_DATABASE", "kaizen_bench_assign"))
     try:
         key = api_key(environment)
         figures = http_phases(_with_settings(environment), key)
@@ -234,7 +266,8 @@ def main() -> int:
         ),
     ]
     for text, met in checks:
-        print(f"target {'met   ' if met else 'MISSED'}: {text} (wrk-measured in the issue)")
+        client = "wrk" if wrk.available() else "Python clients; the issue's are wrk's"
+        print(f"target {'met   ' if met else 'MISSED'}: {text} ({client})")
     return 0
 
 

@@ -22,10 +22,12 @@ of the API key lookup and the rate limit (apps/accounts: a per-process key cache
 round trip) and of the assignment service, to show what the hot path spends where.
 
 Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones);
-BENCH_SECONDS sets each phase's length (default 8 s); with wrk, BENCH_WRK_THREADS (2) and
-BENCH_CONNECTIONS (16: sync workers answer one request each at a time, so more connections
-only queue, adding latency, not throughput) and BENCH_WRK_CPUS (e.g. "1": pin wrk with
-taskset; measured no clear difference on 2 cores, so off by default); without wrk,
+BENCH_SECONDS sets each phase's length (default 8 s); with wrk, BENCH_WRK_THREADS (2),
+BENCH_CONNECTIONS (10, wrk's default: measured here, the rate is flat from 6 to 32
+connections while the latency grows with them, as 2 sync workers answer one request each at
+a time and the rest queue; the minimal view's p99 at 10 is near the issue's 5-8 ms) and
+BENCH_WRK_CPUS (e.g. "1": pin wrk with
+taskset; no clear difference measured on 2 cores, so off by default); without wrk,
 BENCH_CLIENTS the client processes (default 4). BENCH_DATABASE names the scratch database
 (default kaizen_bench_assign).
 """
@@ -62,7 +64,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 # wrk's threads and open connections (closed loop), and the cores it is pinned to ("" = none).
 WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "10"))
 WRK_CPUS = os.environ.get("BENCH_WRK_CPUS", "")
 EXPERIMENT = "bench-v3-vs-v2"
 # Repeat phases reuse the first REPEAT_POOL subjects each client sent in the "new" phases.

@@ -104,7 +104,7 @@ def run_wrk(
     pool: int = 0,
     seconds: float = 8.0,
     threads: int = 2,
-    connections: int = 16,
+    connections: int = 10,
     cpus: str | None = None,
 ) -> WrkResult:
     """wrk against base_url+path for `seconds`; `pool` > 0 repeats subjects (see module doc).

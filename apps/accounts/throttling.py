@@ -19,6 +19,8 @@ import math
 import time
 from typing import Any
 
+import redis
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -29,6 +31,29 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE_SECONDS = 5.0
 _skip_until = 0.0
+
+
+_clients: dict[str, redis.Redis[bytes]] = {}
+
+
+def _redis_client() -> redis.Redis[bytes]:
+    """One client (and connection pool) per process for the default cache's Redis.
+
+    Django's RedisCache builds a new client object on every call, a measurable share of a
+    small request; keyed by location so that changed CACHES settings (tests) take effect.
+    """
+    config: dict[str, Any] = dict(settings.CACHES["default"])
+    location = str(config["LOCATION"])
+    client = _clients.get(location)
+    if client is None:
+        options: dict[str, Any] = config.get("OPTIONS", {})
+        client = redis.Redis.from_url(
+            location,
+            socket_connect_timeout=options.get("socket_connect_timeout"),
+            socket_timeout=options.get("socket_timeout"),
+        )
+        _clients[location] = client
+    return client
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
@@ -76,7 +101,7 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         # One round trip: open the counter with its timeout if absent, then count this request.
         # (SET NX EX + INCR rather than INCR + EXPIRE NX: the embedded Redis is 6.2.)
         redis_key = self.cache.make_and_validate_key(bucket)
-        client = self.cache._cache.get_client(redis_key, write=True)  # type: ignore[attr-defined]  # Django's RedisCache client, private but stable
+        client = _redis_client()
         pipeline = client.pipeline(transaction=False)
         pipeline.set(redis_key, 0, ex=2 * duration, nx=True)
         pipeline.incr(redis_key)

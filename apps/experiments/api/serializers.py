@@ -163,7 +163,3 @@ class AssignmentSerializer(serializers.Serializer[Any]):
     variant = serializers.CharField(allow_null=True)
     model_version = serializers.CharField(allow_null=True)
     in_experiment = serializers.BooleanField()
-
-
-class ExperimentErrorBodySerializer(serializers.Serializer[Any]):
-    error = serializers.DictField(help_text='{"code", "message", "details"} (API.md)')

@@ -26,6 +26,7 @@ from apps.accounts.permissions import actor_of
 from apps.core.errors import ValidationFailed, exception_handler
 from apps.core.pagination import paginate
 from apps.core.parsers import loads
+from apps.core.schema import error_responses
 from apps.experiments import selectors, services
 from apps.experiments.api import serializers as shapes
 from apps.experiments.models import Experiment, Status
@@ -43,12 +44,7 @@ _ERROR_TEXT = {
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {
-        status: OpenApiResponse(
-            shapes.ExperimentErrorBodySerializer, description=_ERROR_TEXT[status]
-        )
-        for status in statuses
-    }
+    return error_responses(_ERROR_TEXT, *statuses)
 
 
 def _detail(experiment: Experiment) -> dict[str, Any]:

@@ -63,3 +63,21 @@ class Event(models.Model):
 
     def feed_type(self) -> str:
         return self.event_type
+
+
+class ChangeEvent(Event):
+    """A change to configuration people edit: its kind, who made it, the full state after it.
+
+    DESIGN.md principle 1: the current-state row plus one of these per change lets any past
+    state be rebuilt. Subclasses redeclare `type` with their choices.
+    """
+
+    type = models.CharField(max_length=40)
+    actor = models.CharField(max_length=200)
+    state = models.JSONField()
+
+    class Meta(Event.Meta):
+        abstract = True
+
+    def feed_type(self) -> str:
+        return self.type

@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.events.models import Event
+from apps.events.models import ChangeEvent, Event
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 key_validator = RegexValidator(
@@ -280,16 +280,14 @@ class RolloutEventType(models.TextChoices):
     SHIPPED = "experiment_shipped"
 
 
-class RolloutEvent(Event):
+class RolloutEvent(ChangeEvent):
     """Every change to an experiment: who, when, what changed and the full state after it."""
 
     type = models.CharField(max_length=40, choices=RolloutEventType.choices)
     experiment = models.ForeignKey(
         Experiment, on_delete=models.PROTECT, related_name="rollout_events"
     )
-    actor = models.CharField(max_length=200)
     diff = models.JSONField(default=dict)
-    state = models.JSONField()
 
     class Meta(Event.Meta):
         verbose_name = "rollout event"
@@ -301,6 +299,3 @@ class RolloutEvent(Event):
 
     def __str__(self) -> str:
         return f"{self.type} {self.experiment_id}"
-
-    def feed_type(self) -> str:
-        return self.type

@@ -20,7 +20,7 @@ from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, Ra
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.events.models import Event
+from apps.events.models import ChangeEvent, Event
 
 MINIMUM_WINDOW = timedelta(hours=1)
 MINIMUM_COOLDOWN = timedelta(minutes=1)
@@ -108,14 +108,12 @@ class RuleEventType(models.TextChoices):
     DISABLED = "rule_disabled"
 
 
-class RuleEvent(Event):
+class RuleEvent(ChangeEvent):
     """Every change to a rule: who, what changed, and the full state after it (no secret)."""
 
     type = models.CharField(max_length=40, choices=RuleEventType.choices)
     rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="events")
-    actor = models.CharField(max_length=200)
     diff = models.JSONField(default=dict)
-    state = models.JSONField()
 
     class Meta(Event.Meta):
         indexes = [
@@ -125,9 +123,6 @@ class RuleEvent(Event):
 
     def __str__(self) -> str:
         return f"{self.type} {self.rule_id}"
-
-    def feed_type(self) -> str:
-        return self.type
 
 
 class Alert(Event):
@@ -309,14 +304,12 @@ class JobEventType(models.TextChoices):
     FAILED = "retraining_job_failed"
 
 
-class RetrainingJobEvent(Event):
+class RetrainingJobEvent(ChangeEvent):
     """Every transition of a job, with the actor, the error if any and the state after it."""
 
     type = models.CharField(max_length=40, choices=JobEventType.choices)
     job = models.ForeignKey(RetrainingJob, on_delete=models.PROTECT, related_name="events")
-    actor = models.CharField(max_length=200)
     error = models.TextField(blank=True)
-    state = models.JSONField()
 
     class Meta(Event.Meta):
         indexes = [
@@ -326,6 +319,3 @@ class RetrainingJobEvent(Event):
 
     def __str__(self) -> str:
         return f"{self.type} {self.job_id}"
-
-    def feed_type(self) -> str:
-        return self.type

@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.events.models import Event
+from apps.events.models import ChangeEvent, Event
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -122,19 +122,14 @@ class RegistryEventType(models.TextChoices):
     ALIAS_MOVED = "alias_moved"
 
 
-class RegistryEvent(Event):
+class RegistryEvent(ChangeEvent):
     """Every change to the registry, with the actor and the full state after it."""
 
     type = models.CharField(max_length=40, choices=RegistryEventType.choices)
     model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="events")
-    actor = models.CharField(max_length=200)
-    state = models.JSONField()
 
     class Meta(Event.Meta):
         indexes = [
             *Event.Meta.indexes,
             models.Index(fields=["model", "type", "seq"], name="registryevent_model_type"),
         ]
-
-    def feed_type(self) -> str:
-        return self.type

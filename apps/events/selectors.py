@@ -1,9 +1,10 @@
 """Reads of the log: the unified feed and the safe horizon that watermarks stop at.
 
 Positions are (xid, seq). A row is only handed out once every transaction with a smaller
-xid has finished (`xid < pg_snapshot_xmin(pg_current_snapshot())`): a transaction that
-took a lower sequence number but commits later can then never appear behind a position
-already handed out. A long-open transaction therefore holds the feed and projections back;
+xid that could still insert rows here has finished (`xid < safe_horizon()`, the oldest
+transaction running in this database): a transaction that took a lower sequence number but
+commits later can then never appear behind a position already handed out. A long-open
+transaction therefore holds the feed and projections back;
 `idle_in_transaction_session_timeout` (settings) bounds how long.
 """
 

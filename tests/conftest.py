@@ -16,10 +16,12 @@ ClientFactory = Callable[..., APIClient]
 def _fresh_process_caches() -> Iterator[None]:
     """Forget what this process cached of rows an earlier test rolled back or flushed.
 
-    Model version ids, experiment configuration and API keys are cached per process (they
-    never go away in production); a test database does roll them back under the process.
+    Model version ids, experiment configuration, API keys and rate-limit leases are cached
+    per process (they never go away in production); a test database does roll them back
+    under the process.
     """
     from apps.accounts import services as accounts_services
+    from apps.accounts import throttling
     from apps.experiments import selectors as experiment_selectors
     from apps.ingest import selectors as ingest_selectors
 
@@ -27,6 +29,7 @@ def _fresh_process_caches() -> Iterator[None]:
         ingest_selectors.model_version_cache_clear,
         experiment_selectors.config_cache_clear,
         accounts_services.api_key_cache_clear,
+        throttling.leases_clear,
     )
     for clear in caches:
         clear()

@@ -1,11 +1,20 @@
-"""Per-key rate limiting on the Redis cache that fails open when Redis is down.
+"""Per-key rate limiting on Redis, counted in leases, failing open when Redis is down.
 
 The limit is `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api_key"]` (env KAIZEN_RATE_LIMIT),
-read per request, so a changed setting applies without a restart of the class. Requests are
-counted in fixed windows (one counter per key and window, changed with an atomic Redis
-INCR pipelined with the SET that opens it): one round trip per request whatever the rate,
-and no lost counts between concurrent workers, where DRF's stock throttle rewrites a list
-of every request's timestamp (read-modify-write, as long as the rate) on each call.
+read per request, so a changed setting applies without a restart. Requests are counted in
+fixed windows, one Redis counter per key and window, shared by every process.
+
+A process does not ask Redis on every request: it takes a lease of several requests at once
+(`INCRBY lease`, pipelined with the SET that opens the window's counter with its timeout)
+and spends it locally until it is used up or the window ends. The lease is a fraction of the
+limit (`LEASE_FRACTION`, at most `LEASE_MAX`, at least 1), so a key at 6,000/minute costs one
+round trip per 60 requests, and a key at 3/minute one per request, exactly as before. What a
+lease reserves is counted in Redis at once, so the processes together never let more than
+the limit through in a window; the price is that tokens a process leased but did not spend
+when the window ends are lost: a key spread over P processes may be refused up to
+(P - 1) x lease requests before its limit (1 % per other process at most). When Redis
+answers that the window is used up, the process refuses the key's requests without asking
+again until the window ends.
 
 DESIGN.md principle 4: Redis being down delays numbers and loses nothing, so the limiter lets
 requests through; after a failure it stops asking Redis for a few seconds so that a dead
@@ -17,23 +26,60 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 
 from apps.accounts.authentication import KeyPrincipal
 
 logger = logging.getLogger(__name__)
 
+SCOPE = "api_key"
 RETRY_AFTER_FAILURE_SECONDS = 5.0
+# A lease is this fraction of the limit, within [1, LEASE_MAX] requests.
+LEASE_FRACTION = 100
+LEASE_MAX = 64
+# Keys with a lease held by this process; past this many, the oldest are forgotten.
+MAX_LEASES = 10_000
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
 _skip_until = 0.0
+# The clock of the windows (seconds since the epoch); tests pin it.
+clock = time.time
 
 
+@dataclass
+class _Lease:
+    window: int
+    remaining: int
+    # Redis said the window is used up: refuse until it ends, without asking again.
+    exhausted: bool = False
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    seconds: int
+
+    @property
+    def lease(self) -> int:
+        return max(1, min(LEASE_MAX, self.limit // LEASE_FRACTION))
+
+
+_leases: dict[str, _Lease] = {}
+_rates: dict[str, Rate] = {}
 _clients: dict[str, redis.Redis[bytes]] = {}
+
+
+def leases_clear() -> None:
+    """Forget this process's leases (as a new process would start)."""
+    _leases.clear()
 
 
 def _redis_client() -> redis.Redis[bytes]:
@@ -56,58 +102,83 @@ def _redis_client() -> redis.Redis[bytes]:
     return client
 
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
-    scope = "api_key"
-    # Set by SimpleRateThrottle.__init__ from the rate (None when there is no limit).
-    num_requests: int | None
-    duration: int | None
-    window_ends: float
+def current_rate() -> Rate | None:
+    """The configured limit, or None when there is none ("1000/minute" → 1000 per 60 s)."""
+    rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
+    text = rates.get(SCOPE)
+    if text is None:
+        return None
+    text = str(text)
+    rate = _rates.get(text)
+    if rate is None:
+        number, period = text.split("/")
+        rate = Rate(limit=int(number), seconds=_PERIODS[period[0]])
+        _rates[text] = rate
+    return rate
 
-    def get_rate(self) -> str | None:
-        # DRF binds THROTTLE_RATES when the module is imported; read the setting now instead.
-        rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
-        rate = rates.get(self.scope or "")
-        return None if rate is None else str(rate)
 
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        principal = request.user
-        if not isinstance(principal, KeyPrincipal):
+def rate_limit_wait(prefix: str) -> float | None:
+    """None when the key `prefix` may make one more request now; else seconds to wait."""
+    global _skip_until
+    rate = current_rate()
+    if rate is None:
+        return None
+    now = clock()
+    window = math.floor(now / rate.seconds)
+    wait = (window + 1) * rate.seconds - now
+    lease = _leases.get(prefix)
+    if lease is not None and lease.window == window:
+        if lease.remaining > 0:
+            lease.remaining -= 1
             return None
-        return f"throttle:{self.scope}:{principal.prefix}"
+        if lease.exhausted:
+            return wait
+    if time.monotonic() < _skip_until:
+        return None
+    try:
+        granted = _take(prefix, window, rate)
+    except Exception as error:  # noqa: BLE001 - any Redis failure: fail open, never 500
+        _skip_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+        logger.warning("rate_limit.unavailable", extra={"error": type(error).__name__})
+        return None
+    if len(_leases) >= MAX_LEASES and prefix not in _leases:
+        del _leases[next(iter(_leases))]
+    if granted <= 0:
+        _leases[prefix] = _Lease(window, 0, exhausted=True)
+        return wait
+    # This request spends one of the granted requests.
+    _leases[prefix] = _Lease(window, granted - 1, exhausted=granted < rate.lease)
+    return None
+
+
+def _take(prefix: str, window: int, rate: Rate) -> int:
+    """Reserve up to a lease of the window's requests in Redis; how many were granted."""
+    # The counter outlives its window by a full window: an increment that races the expiry
+    # never recreates it without a timeout. One round trip: open the counter with its
+    # timeout if absent, then reserve. (SET NX EX + INCRBY rather than INCRBY + EXPIRE NX:
+    # the embedded Redis is 6.2.)
+    redis_key = cache.make_and_validate_key(f"throttle:{SCOPE}:{prefix}:{window}")
+    pipeline = _redis_client().pipeline(transaction=False)
+    pipeline.set(redis_key, 0, ex=2 * rate.seconds, nx=True)
+    pipeline.incrby(redis_key, rate.lease)
+    _, count = pipeline.execute()
+    over = int(count) - rate.limit
+    return rate.lease - max(over, 0)
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """DRF's throttle for every API view: `rate_limit_wait` per key; anonymous calls pass
+    (they are refused by authentication before)."""
+
+    _wait: float | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        global _skip_until
-        if self.rate is None or self.num_requests is None or self.duration is None:
+        principal = request.user
+        if not isinstance(principal, KeyPrincipal):
             return True
-        key = self.get_cache_key(request, view)
-        if key is None or time.monotonic() < _skip_until:
-            return True
-        try:
-            count = self._count(key, self.duration)
-        except Exception as error:  # noqa: BLE001 - any cache failure: fail open, never 500
-            _skip_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
-            logger.warning("rate_limit.unavailable", extra={"error": type(error).__name__})
-            return True
-        return count <= self.num_requests
-
-    def _count(self, key: str, duration: int) -> int:
-        """This request's number in the current window of `duration` seconds."""
-        self.now = self.timer()
-        window = math.floor(self.now / duration)
-        self.window_ends = (window + 1) * duration
-        bucket = f"{key}:{window}"
-        # The counter outlives its window by a full window: an increment that races the
-        # expiry never recreates it without a timeout.
-        # One round trip: open the counter with its timeout if absent, then count this request.
-        # (SET NX EX + INCR rather than INCR + EXPIRE NX: the embedded Redis is 6.2.)
-        redis_key = self.cache.make_and_validate_key(bucket)
-        client = _redis_client()
-        pipeline = client.pipeline(transaction=False)
-        pipeline.set(redis_key, 0, ex=2 * duration, nx=True)
-        pipeline.incr(redis_key)
-        _, count = pipeline.execute()
-        return int(count)
+        self._wait = rate_limit_wait(principal.prefix)
+        return self._wait is None
 
     def wait(self) -> float | None:
         """Seconds until the current window ends (DRF rounds it up for Retry-After)."""
-        return max(self.window_ends - self.now, 0.0)
+        return self._wait

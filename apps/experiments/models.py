@@ -245,8 +245,18 @@ class Exposure(Event):
 
     # No index of its own: exposure_unique_variant (experiment, subject, variant) serves
     # every lookup by experiment or by (experiment, subject), and each index costs inserts.
+    # No foreign key constraint in the database either: checking it locks the experiment's
+    # row (FOR KEY SHARE) on every insert, and concurrent inserts of one experiment then
+    # share the lock through multixacts, the largest single cost of recording an exposure.
+    # Nothing is lost by it: an experiment row is never deleted (its rollout events, immutable
+    # rows, hold it by a real foreign key), and exposures are written only for experiments
+    # read from the configuration.
     experiment = models.ForeignKey(
-        Experiment, on_delete=models.PROTECT, related_name="exposures", db_index=False
+        Experiment,
+        on_delete=models.PROTECT,
+        related_name="exposures",
+        db_index=False,
+        db_constraint=False,
     )
     subject = models.CharField(max_length=1024)
     variant = models.CharField(max_length=100)

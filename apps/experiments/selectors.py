@@ -2,9 +2,13 @@
 
 Assignment and ingestion read the experiment configuration on every request, so each process
 keeps it in memory with the ConfigVersion number it was read at. Every change to an
-experiment raises that number in its own transaction; a request compares the cached number
-with the row (one primary-key read) and reloads when they differ, so a committed change is
-seen by the next request in every worker, with no broker in the way.
+experiment raises that number in its own transaction. A request compares the cached number
+with the one the process's watcher was last notified of (watcher.py: no query), or, when
+the watcher cannot be trusted, with the row (one primary-key read), and reloads when they
+differ.
+
+Assignment also keeps the subjects' first exposures it has met (they never change), so a
+subject already exposed is answered from memory while the watcher vouches for the snapshot.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from apps.core.errors import NotFound
+from apps.experiments import watcher
 from apps.experiments.models import (
     Experiment,
     ExperimentMetric,
@@ -83,11 +88,17 @@ def config_version() -> int:
     return int(row[0]) if row else 0
 
 
-def config_snapshot() -> ConfigSnapshot:
-    """The experiment configuration, reloaded only when its number changed since last time."""
+def config_snapshot(*, read_number: bool = False) -> ConfigSnapshot:
+    """The experiment configuration, reloaded only when its number changed since last time.
+
+    The number is the watcher's when it is trusted, else (or with `read_number`) the row's.
+    """
     global _snapshot
-    version = config_version()
+    known = None if read_number else watcher.trusted_version()
     cached = _snapshot
+    if known is not None and known == cached.version:
+        return cached
+    version = config_version() if known is None else known
     if cached.version == version:
         return cached
     # The number is read before the rows, so rows are never older than the number they carry.
@@ -101,9 +112,38 @@ def config_snapshot_cached() -> ConfigSnapshot:
     return _snapshot
 
 
+def config_snapshot_watched() -> ConfigSnapshot | None:
+    """The snapshot of the number the watcher was last notified of (no query unless that
+    number is new here), or None when the watcher cannot be trusted."""
+    known = watcher.trusted_version()
+    if known is None:
+        return None
+    if known == _snapshot.version:
+        return _snapshot
+    return config_snapshot()
+
+
 def config_cache_clear() -> None:
     global _snapshot
     _snapshot = _EMPTY
+    _exposures.clear()
+
+
+# (experiment id, subject) -> (variant, model version) of the subject's first exposure.
+_exposures: dict[tuple[int, str], tuple[str, str]] = {}
+EXPOSURE_CACHE_MAX_ENTRIES = 200_000
+
+
+def exposure_cached(*, experiment_id: int, subject: str) -> tuple[str, str] | None:
+    """The subject's first exposure as this process has already met it, else None."""
+    return _exposures.get((experiment_id, subject))
+
+
+def exposure_remember(*, experiment_id: int, subject: str, variant: str, version: str) -> None:
+    if len(_exposures) >= EXPOSURE_CACHE_MAX_ENTRIES:
+        # Forget the oldest entry (dicts keep insertion order): a bounded, FIFO cache.
+        del _exposures[next(iter(_exposures))]
+    _exposures[(experiment_id, subject)] = (variant, version)
 
 
 def _load_snapshot(version: int) -> ConfigSnapshot:

@@ -197,6 +197,9 @@ KAIZEN_MAX_STRING_LENGTH = env.int("KAIZEN_MAX_STRING_LENGTH", default=1024)
 KAIZEN_MAX_FUTURE_SECONDS = env.int("KAIZEN_MAX_FUTURE_SECONDS", default=300)
 # How long a process trusts an API key it has looked up (revocation delay in other processes).
 KAIZEN_API_KEY_CACHE_SECONDS = env.float("KAIZEN_API_KEY_CACHE_SECONDS", default=5.0)
+# Each process LISTENs for experiment configuration changes (apps/experiments/watcher.py)
+# instead of reading the configuration number on every assignment.
+KAIZEN_CONFIG_WATCH = env.bool("KAIZEN_CONFIG_WATCH", default=True)
 KAIZEN_METRICS_TOKEN = env.str("KAIZEN_METRICS_TOKEN", default="")
 # Monitoring (apps.monitoring): webhooks and the retraining queue.
 # Webhooks may reach private, loopback and link-local addresses only when this is on.

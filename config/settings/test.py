@@ -31,3 +31,6 @@ WHITENOISE_AUTOREFRESH = True
 # Each test looks its keys up afresh (tests revoke and expire keys behind the services' back);
 # tests/accounts/test_key_cache.py covers the cache itself.
 KAIZEN_API_KEY_CACHE_SECONDS = 0.0
+# A test's transaction never commits, so its configuration changes are never notified: read
+# the number per request (tests of the watcher turn it on for themselves).
+KAIZEN_CONFIG_WATCH = False

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from django.db import connection
 
+from apps.experiments import watcher
 from apps.experiments.models import ExposureSource
 
 
@@ -47,13 +48,18 @@ def config_changed() -> None:
 
     The number comes from a sequence, so it is never reused even when a transaction that
     took one rolls back (see migration 0002). An upsert, so a flushed table heals itself.
+    Its commit notifies every process's watcher; this process reads the row until its own
+    notification is back (watcher.distrust).
     """
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO experiments_configversion (id, version)"
             " VALUES (1, nextval('experiments_config_seq'))"
             " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"
+            " RETURNING version"
         )
+        row = cursor.fetchone()
+    watcher.distrust(int(row[0]) if row else 0)
 
 
 def exposures_record_from_predictions(*, exposures: Sequence[PredictionExposure]) -> int:

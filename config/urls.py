@@ -6,11 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import views as core_views
 
+# Django tries routes in order: the hot endpoints (assignments, then ingestion) come first.
 api_v1 = [
+    path("", include("apps.experiments.api.urls")),
+    path("", include("apps.ingest.api.urls")),
     path("", include("apps.events.api.urls")),
     path("", include("apps.registry.api.urls")),
-    path("", include("apps.ingest.api.urls")),
-    path("", include("apps.experiments.api.urls")),
     path("", include("apps.analytics.api.urls")),
     path("", include("apps.monitoring.api.urls")),
 ]

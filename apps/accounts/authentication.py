@@ -27,27 +27,35 @@ class KeyPrincipal:
         return f"api_key:{self.application}/{self.prefix}"
 
 
+def authenticate_bearer(header: bytes | str) -> tuple[KeyPrincipal, ApiKey] | None:
+    """The caller of an Authorization header's value: None when there is no header, else
+    the key's principal or AuthenticationFailed. For DRF views and plain ones alike."""
+    if isinstance(header, str):
+        header = header.encode("iso-8859-1")
+    parts = header.split()
+    if not parts:
+        return None
+    if parts[0].lower() != b"bearer" or len(parts) != 2:
+        raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
+    try:
+        raw = parts[1].decode("ascii")
+    except UnicodeError as error:
+        raise AuthenticationFailed("Unknown API key.") from error
+    key = services.api_key_authenticate(raw)
+    if key is None:
+        raise AuthenticationFailed("Unknown, revoked or expired API key.")
+    principal = KeyPrincipal(
+        key_id=key.pk,
+        prefix=key.prefix,
+        application=key.application.name,
+        scopes=frozenset(key.scopes),
+    )
+    return principal, key
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[KeyPrincipal, ApiKey] | None:
-        header = get_authorization_header(request).split()
-        if not header:
-            return None
-        if header[0].lower() != b"bearer" or len(header) != 2:
-            raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
-        try:
-            raw = header[1].decode("ascii")
-        except UnicodeError as error:
-            raise AuthenticationFailed("Unknown API key.") from error
-        key = services.api_key_authenticate(raw)
-        if key is None:
-            raise AuthenticationFailed("Unknown, revoked or expired API key.")
-        principal = KeyPrincipal(
-            key_id=key.pk,
-            prefix=key.prefix,
-            application=key.application.name,
-            scopes=frozenset(key.scopes),
-        )
-        return principal, key
+        return authenticate_bearer(get_authorization_header(request))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="kaizen"'

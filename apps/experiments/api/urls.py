@@ -5,6 +5,8 @@ from django.urls import path
 from apps.experiments.api import views
 
 urlpatterns = [
+    # First: the hot path, matched before the experiments' routes are tried.
+    path("assignments", views.AssignmentView.as_view(), name="assignments"),
     path("experiments", views.ExperimentListView.as_view(), name="experiment-list"),
     path("experiments/<str:key>", views.ExperimentDetailView.as_view(), name="experiment-detail"),
     path(
@@ -24,5 +26,4 @@ urlpatterns = [
         views.ExperimentRampAdvanceView.as_view(),
         name="experiment-ramp-advance",
     ),
-    path("assignments", views.AssignmentView.as_view(), name="assignments"),
 ]

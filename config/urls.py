@@ -5,8 +5,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import views as core_views
+from apps.experiments.api import views as experiment_views
 
 # Django tries routes in order: the hot endpoints (assignments, then ingestion) come first.
+# POST /api/v1/assignments, the hottest, is a top-level route: every include() level a
+# request passes through costs it a resolver walk (measured: tens of µs per request).
 api_v1 = [
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.ingest.api.urls")),
@@ -17,6 +20,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("api/v1/assignments", experiment_views.AssignmentView.as_view(), name="assignments"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

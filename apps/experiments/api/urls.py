@@ -1,12 +1,10 @@
-"""Routes of the experiments app."""
+"""Routes of the experiments app (POST /api/v1/assignments is routed in config/urls.py, first)."""
 
 from django.urls import path
 
 from apps.experiments.api import views
 
 urlpatterns = [
-    # First: the hot path, matched before the experiments' routes are tried.
-    path("assignments", views.AssignmentView.as_view(), name="assignments"),
     path("experiments", views.ExperimentListView.as_view(), name="experiment-list"),
     path("experiments/<str:key>", views.ExperimentDetailView.as_view(), name="experiment-detail"),
     path(

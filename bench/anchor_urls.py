@@ -1,9 +1,12 @@
 """Kaizen's routes plus the benchmark's anchors, served by the same gunicorn in the same run.
 
-The anchor is the floor the assignment endpoint is measured against (issue 4, "Speed"): a
-minimal Django view behind the same middleware that parses the body, hashes the subject and
-runs one `INSERT … ON CONFLICT DO NOTHING` (one durable commit for a new row), with no key
-lookup, no configuration and no exposure semantics.
+The anchors are the floor the assignment endpoint is measured against (issue 4, "Speed"):
+minimal Django views behind the same middleware that parse the body, hash the subject and
+run one `INSERT … ON CONFLICT DO NOTHING` (one durable commit for a new row), with no key
+lookup, no configuration and no exposure semantics. `minimal` inserts into a three-column
+table of its own; `minimal_exposure` inserts the row Kaizen stores for a new exposure (an
+event of the log: its uuid, global sequence number, transaction id, times and three
+indexes), so that the two tell the cost of the row apart from the cost of the endpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +39,42 @@ def minimal(request: HttpRequest) -> HttpResponse:
     return HttpResponse(orjson.dumps({"variant": variant}), content_type="application/json")
 
 
+_experiment: list[int] = []
+
+
+def _experiment_id() -> int:
+    """The benchmark's one experiment, read once per process."""
+    if not _experiment:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM experiments_experiment ORDER BY id LIMIT 1")
+            row = cursor.fetchone()
+        _experiment.append(int(row[0]) if row else 0)
+    return _experiment[0]
+
+
+@csrf_exempt
+def minimal_exposure(request: HttpRequest) -> HttpResponse:
+    body = orjson.loads(request.body)
+    subject = str(body["subject"])
+    digest = hashlib.sha1(f"salt.{subject}variant".encode(), usedforsecurity=False).hexdigest()
+    variant = "control" if int(digest[:15], 16) / 0xFFFFFFFFFFFFFFF < 0.5 else "treatment"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO experiments_exposure (id, occurred_at, experiment_id, subject, variant,"
+            " model_version, attributes, source, hash_version)"
+            " VALUES (gen_random_uuid(), now(), %s, %s, %s, %s, %s::jsonb, 'assignment', 1)"
+            " ON CONFLICT DO NOTHING",
+            [
+                _experiment_id(),
+                subject,
+                variant,
+                "2" if variant == "control" else "3",
+                orjson.dumps(body.get("attributes", {})).decode(),
+            ],
+        )
+    return HttpResponse(orjson.dumps({"variant": variant}), content_type="application/json")
+
+
 @csrf_exempt
 def empty(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"{}", content_type="application/json")
@@ -43,6 +82,7 @@ def empty(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("bench/minimal", minimal),
+    path("bench/minimal-exposure", minimal_exposure),
     path("bench/empty", empty),
     *kaizen_urlpatterns,
 ]

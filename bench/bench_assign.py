@@ -7,17 +7,18 @@ Registers model `churn` with versions 2 and 3, creates and starts a 50/50 experi
 the API, then loads the server closed loop, each phase bounded in time:
 
 1. the empty view (the ceiling of this machine, server and client together);
-2. the minimal view, new subjects (one durable commit each);
+2. the minimal view, new subjects (one durable commit each), into a three-column table and
+   into Kaizen's exposure table (the row Kaizen stores: bench/anchor_urls.py);
 3. assignments of new subjects (exposure written; target ≥ 2,000/s, p99 < 15 ms);
 4. the minimal view, repeat subjects (the insert finds the row: ON CONFLICT DO NOTHING);
 5. assignments of repeat subjects (stored exposure found; target ≥ 4,000/s).
 
-The five phases run in BENCH_ROUNDS rounds (default 3), interleaved, and the figures are
+The phases run in BENCH_ROUNDS rounds (default 6), interleaved, and the figures are
 medians over the rounds; each ratio is the median of the rounds' ratios of the endpoint to
 its anchor measured next to it, so a drift of a shared machine's speed during the run
 weighs on both. The issue's targets are absolute figures from a machine whose empty view
 serves ~7,500/s and minimal view ~2,000-2,500/s: the verdicts are printed both as written
-and scaled by this machine's anchors (new subjects: by the minimal view against 2,250/s;
+and scaled by this machine's anchors (new subjects: by either minimal view against 2,250/s;
 repeat subjects: by the empty view against 7,500/s).
 
 The load comes from wrk (bench/wrk.py: a Lua script, unique subjects for "new", a pool
@@ -32,7 +33,9 @@ memory; with the configuration watcher off: one database call), to show what the
 spends where.
 
 Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones);
-BENCH_SECONDS sets each phase's length per round (default 4 s); with wrk, BENCH_WRK_THREADS (2),
+BENCH_SECONDS sets each phase's length per round (default 3 s: on a shared machine the rate
+of one 4-s phase was seen to swing by ±30 % from one round to the next, so many short
+rounds beat a few long ones); with wrk, BENCH_WRK_THREADS (2),
 BENCH_CONNECTIONS (10, wrk's default: measured here, the rate is flat from 6 to 32
 connections while the latency grows with them, as 2 sync workers answer one request each at
 a time and the rest queue; the minimal view's p99 at 10 is near the issue's 5-8 ms) and
@@ -71,7 +74,7 @@ from common import (  # noqa: E402 - the sibling module, found through the path 
     serve,
 )
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 # wrk's threads and open connections (closed loop), and the cores it is pinned to ("" = none).
 WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
@@ -82,7 +85,7 @@ EXPERIMENT = "bench-v3-vs-v2"
 REPEAT_POOL = 500
 SETTINGS = "bench.anchor_settings"
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 ASSIGN_PATH = "/api/v1/assignments"
 
 TARGET_NEW = 2000.0
@@ -91,6 +94,7 @@ TARGET_REPEAT = 4000.0
 # The issue's machine: the empty view at ~7,500/s, the minimal view at 2,000-2,500/s.
 ISSUE_EMPTY = 7500.0
 ISSUE_ANCHOR_NEW = 2250.0
+ISSUE_ANCHOR_P99_MS = 8.0
 
 
 class Assignment:
@@ -177,6 +181,13 @@ def _round(number: int) -> list[tuple[str, str, str, str, bool]]:
     return [
         ("empty", "empty Django view", "/bench/empty", "e", False),
         ("anchor_new", "minimal view, new subjects", "/bench/minimal", f"anchor{number}", False),
+        (
+            "anchor_exposure",
+            "minimal view, new exposure rows",
+            "/bench/minimal-exposure",
+            f"anchorx{number}",
+            False,
+        ),
         ("assign_new", "assignments, new subjects", ASSIGN_PATH, f"subject{number}", False),
         # Repeat phases reuse the subjects of round 0's "new" phases.
         ("anchor_repeat", "minimal view, repeat subjects", "/bench/minimal", "anchor0", True),
@@ -305,13 +316,19 @@ def main() -> int:
             f"  p99 {figures[name]['p99_ms']:6.2f} ms"
         )
     new, repeat = figures["assign_new"], figures["assign_repeat"]
-    empty, anchor_new = figures["empty"], figures["anchor_new"]
+    anchor_new = figures["anchor_new"]
     new_ratio = round_ratios(rounds, "assign_new", "anchor_new")
+    new_to_row = round_ratios(rounds, "assign_new", "anchor_exposure")
+    row_ratio = round_ratios(rounds, "anchor_exposure", "anchor_new")
     repeat_ratio = round_ratios(rounds, "assign_repeat", "anchor_repeat")
     repeat_to_empty = round_ratios(rounds, "assign_repeat", "empty")
     print(
         f"new subjects:    {new_ratio:.2f} x the minimal view's new subjects"
         f" (p99 {new['p99_ms']:.1f} ms vs {anchor_new['p99_ms']:.1f} ms)"
+    )
+    print(
+        f"                 {new_to_row:.2f} x the minimal view inserting Kaizen's exposure row"
+        f" (which runs at {row_ratio:.2f} x the three-column one: the row's own cost)"
     )
     print(
         f"repeat subjects: {repeat_ratio:.2f} x the minimal view's repeat subjects,"
@@ -324,9 +341,15 @@ def main() -> int:
         )
     )
     # The issue's figures come from a machine where the empty view serves ~7,500/s and the
-    # minimal view ~2,000-2,500/s; here the same anchors scale its targets to this machine.
-    scaled_new = TARGET_NEW * anchor_new["requests_per_second"] / ISSUE_ANCHOR_NEW
-    scaled_repeat = TARGET_REPEAT * empty["requests_per_second"] / ISSUE_EMPTY
+    # minimal view ~2,000-2,500/s: as ratios to those anchors, its targets are
+    # new ≥ 2,000/2,250 of the minimal view and repeat ≥ 4,000/7,500 of the empty view.
+    # Measured here as the median of the rounds' ratios (each against its own anchor, next
+    # to it in time), the verdict holds on any machine speed.
+    need_new = TARGET_NEW / ISSUE_ANCHOR_NEW
+    need_repeat = TARGET_REPEAT / ISSUE_EMPTY
+    # The issue's p99 bound, 15 ms, over its minimal view's p99 of 5-8 ms (the strict end).
+    p99_allowed = TARGET_NEW_P99_MS / ISSUE_ANCHOR_P99_MS
+    p99_ratio = new["p99_ms"] / anchor_new["p99_ms"]
     client = "wrk" if wrk.available() else "Python clients; the issue's are wrk's"
     checks = [
         (f"new subjects ≥ {TARGET_NEW:,.0f}/s", new["requests_per_second"] >= TARGET_NEW),
@@ -336,16 +359,22 @@ def main() -> int:
             repeat["requests_per_second"] >= TARGET_REPEAT,
         ),
         (
-            f"new subjects ≥ {scaled_new:,.0f}/s, the issue's target scaled by this machine's"
-            f" minimal view ({anchor_new['requests_per_second']:,.0f}/s here,"
-            f" {ISSUE_ANCHOR_NEW:,.0f}/s there)",
-            new["requests_per_second"] >= scaled_new,
+            f"scaled: new subjects ≥ {need_new:.2f} x the minimal view (three-column row):"
+            f" {new_ratio:.2f}",
+            new_ratio >= need_new,
         ),
         (
-            f"repeat subjects ≥ {scaled_repeat:,.0f}/s, the issue's target scaled by this"
-            f" machine's empty view ({empty['requests_per_second']:,.0f}/s here,"
-            f" {ISSUE_EMPTY:,.0f}/s there)",
-            repeat["requests_per_second"] >= scaled_repeat,
+            f"scaled: new subjects ≥ {need_new:.2f} x the minimal view (Kaizen's exposure row):"
+            f" {new_to_row:.2f}",
+            new_to_row >= need_new,
+        ),
+        (
+            f"scaled: new subjects' p99 ≤ {p99_allowed:.2f} x the minimal view's: {p99_ratio:.2f}",
+            p99_ratio <= p99_allowed,
+        ),
+        (
+            f"scaled: repeat subjects ≥ {need_repeat:.2f} x the empty view: {repeat_to_empty:.2f}",
+            repeat_to_empty >= need_repeat,
         ),
     ]
     for text, met in checks:

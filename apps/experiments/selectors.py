@@ -127,22 +127,31 @@ def config_cache_clear() -> None:
     global _snapshot
     _snapshot = _EMPTY
     _exposures.clear()
+    _exposures_old.clear()
 
 
-# (experiment id, subject) -> (variant, model version) of the subject's first exposure.
-_exposures: dict[tuple[int, str], tuple[str, str]] = {}
+# (experiment id, subject) -> (variant, model version) of the subject's first exposure, in
+# two generations: when the young one is full it becomes the old one and the oldest entries
+# go. Bounded at EXPOSURE_CACHE_MAX_ENTRIES, O(1) per call (evicting from the front of one
+# dict instead leaves it scanning ever more deleted slots).
 EXPOSURE_CACHE_MAX_ENTRIES = 200_000
+_exposures: dict[tuple[int, str], tuple[str, str]] = {}
+_exposures_old: dict[tuple[int, str], tuple[str, str]] = {}
 
 
 def exposure_cached(*, experiment_id: int, subject: str) -> tuple[str, str] | None:
     """The subject's first exposure as this process has already met it, else None."""
-    return _exposures.get((experiment_id, subject))
+    key = (experiment_id, subject)
+    found = _exposures.get(key)
+    if found is None:
+        found = _exposures_old.get(key)
+    return found
 
 
 def exposure_remember(*, experiment_id: int, subject: str, variant: str, version: str) -> None:
-    if len(_exposures) >= EXPOSURE_CACHE_MAX_ENTRIES:
-        # Forget the oldest entry (dicts keep insertion order): a bounded, FIFO cache.
-        del _exposures[next(iter(_exposures))]
+    global _exposures, _exposures_old
+    if len(_exposures) >= EXPOSURE_CACHE_MAX_ENTRIES // 2:
+        _exposures_old, _exposures = _exposures, {}
     _exposures[(experiment_id, subject)] = (variant, version)
 
 

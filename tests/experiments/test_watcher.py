@@ -133,3 +133,23 @@ def test_experiment__with_exposures__cannot_be_deleted_even_in_sql(make_experime
         cursor.execute("DELETE FROM experiments_experiment WHERE id = %s", [experiment.id])
     assert Experiment.objects.filter(pk=experiment.pk).exists()
     assert Exposure.objects.filter(experiment_id=experiment.pk).count() == 1
+
+
+def test_exposure_memory__bounded__keeps_the_most_recent(monkeypatch):
+    # Given a memory of at most 4 subjects
+    monkeypatch.setattr(selectors, "EXPOSURE_CACHE_MAX_ENTRIES", 4)
+    # When 10 subjects are remembered
+    for number in range(10):
+        selectors.exposure_remember(
+            experiment_id=1, subject=f"s{number}", variant="control", version="2"
+        )
+    # Then at most 4 are held: the latest are found, the oldest were forgotten
+    held = [
+        number
+        for number in range(10)
+        if selectors.exposure_cached(experiment_id=1, subject=f"s{number}") is not None
+    ]
+    assert len(held) <= 4
+    assert held[-2:] == [8, 9]
+    assert 0 not in held
+    assert selectors.exposure_cached(experiment_id=1, subject="s9") == ("control", "2")

@@ -45,7 +45,7 @@ RETRY_AFTER_FAILURE_SECONDS = 5.0
 # A lease is this fraction of the limit, within [1, LEASE_MAX] requests.
 LEASE_FRACTION = 100
 LEASE_MAX = 64
-# Keys with a lease held by this process; past this many, the oldest are forgotten.
+# Keys with a lease held by this process; past this many, all are forgotten.
 MAX_LEASES = 10_000
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -142,7 +142,9 @@ def rate_limit_wait(prefix: str) -> float | None:
         logger.warning("rate_limit.unavailable", extra={"error": type(error).__name__})
         return None
     if len(_leases) >= MAX_LEASES and prefix not in _leases:
-        del _leases[next(iter(_leases))]
+        # Forget every lease (their unspent requests are lost, as at a window's end) rather
+        # than evict one by one from the front of the dict, which scans its deleted slots.
+        _leases.clear()
     if granted <= 0:
         _leases[prefix] = _Lease(window, 0, exhausted=True)
         return wait

@@ -203,12 +203,13 @@ def _load_snapshot(version: int) -> ConfigSnapshot:
     )
 
 
-def tagged_variant_index() -> Mapping[tuple[str, str], TaggedVariant]:
+def tagged_variant_index(*, read_number: bool = False) -> Mapping[tuple[str, str], TaggedVariant]:
     """(experiment key, variant key) → the variant, for every experiment whatever its status.
 
-    Cached per process; a change committed anywhere is seen on the next call (see module doc).
+    Cached per process; a change committed anywhere is seen once the watcher is notified, or
+    on the next call with `read_number` (see module doc).
     """
-    return config_snapshot().tagged
+    return config_snapshot(read_number=read_number).tagged
 
 
 def experiment_list() -> QuerySet[Experiment]:

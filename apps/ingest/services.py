@@ -304,6 +304,16 @@ def _experiment_problems(events: Sequence[PredictionIn | None]) -> tuple[list[De
     if not tagged:
         return [], {}
     variants = experiment_selectors.tagged_variant_index()
+    problems = _tag_problems(tagged, variants)
+    if problems:
+        # Before refusing, make sure of the configuration: an experiment committed a moment
+        # ago in another process may not have reached this one's watcher yet.
+        variants = experiment_selectors.tagged_variant_index(read_number=True)
+        problems = _tag_problems(tagged, variants)
+    return problems, variants
+
+
+def _tag_problems(tagged: Sequence[tuple[int, PredictionIn]], variants: Variants) -> list[Detail]:
     problems: list[Detail] = []
     for index, event in tagged:
         found = variants.get((event.experiment or "", event.variant or ""))
@@ -319,7 +329,7 @@ def _experiment_problems(events: Sequence[PredictionIn | None]) -> tuple[list[De
                 f"{found.model_version!r}, not {event.model_version!r}."
             )
             problems.append({"index": index, "field": "model_version", "message": message})
-    return problems, variants
+    return problems
 
 
 def _record_exposures(

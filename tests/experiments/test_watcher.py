@@ -153,3 +153,18 @@ def test_exposure_memory__bounded__keeps_the_most_recent(monkeypatch):
     assert held[-2:] == [8, 9]
     assert 0 not in held
     assert selectors.exposure_cached(experiment_id=1, subject="s9") == ("control", "2")
+
+
+@pytest.mark.django_db
+def test_watcher__lagging_behind_a_new_experiment__no_404(make_experiment, monkeypatch):
+    # Given a watcher that still vouches for the number from before the experiment existed
+    before = selectors.config_version()
+    selectors.config_snapshot(read_number=True)
+    monkeypatch.setattr(watcher, "trusted_version", lambda: before)
+    make_experiment(start=True, coverage=1.0)
+    assert KEY not in selectors.config_snapshot().experiments
+    # When a subject is assigned in it
+    answer = _assign("user-1")
+    # Then the row is read before answering 404, and the subject is assigned
+    assert answer.in_experiment is True
+    assert Exposure.objects.filter(subject="user-1").count() == 1

@@ -11,6 +11,8 @@ import pytest
 from django.db import connection, transaction
 from prometheus_client import REGISTRY
 
+from apps.experiments import selectors as experiment_selectors
+from apps.experiments import watcher
 from apps.experiments.models import Exposure
 from apps.ingest import services
 from apps.ingest.models import Feedback, Prediction
@@ -450,3 +452,23 @@ def test_predictions_ingest__inside_callers_transaction_twice__staging_emptied_b
     # Then the second stores only its own events
     assert (one.accepted, two.accepted, two.duplicates) == (20, 20, 0)
     assert Prediction.objects.count() == 40
+
+
+@pytest.mark.django_db
+def test_post_prediction__tag_newer_than_the_watchers_number__checked_then_accepted(
+    ingester, churn, monkeypatch
+):
+    # Given a process whose configuration watcher still vouches for the number from before
+    # the experiment existed (its notification has not arrived yet)
+    before = experiment_selectors.config_version()
+    experiment_selectors.tagged_variant_index(read_number=True)
+    monkeypatch.setattr(watcher, "trusted_version", lambda: before)
+    experiment = churn_experiment(churn)
+    assert experiment_selectors.tagged_variant_index() == {}
+    # When a prediction tagged with the new experiment arrives
+    response = post(
+        ingester, "/api/v1/predictions", prediction(experiment=experiment.key, variant="treatment")
+    )
+    # Then the row is read before refusing, and the prediction is accepted with its exposure
+    assert response.status_code == 201, response.json()
+    assert Exposure.objects.get().variant == "treatment"

@@ -75,14 +75,15 @@ def assignment_create(
     watched = selectors.config_snapshot_watched()
     if watched is not None:
         # The watcher vouches for the snapshot: no query unless the subject is new here.
+        # An unknown key is checked against the row below before the 404: the experiment may
+        # have been created a moment ago, its notification not yet here.
         config = watched.experiments.get(experiment)
-        if config is None:
-            raise NotFound(f"No experiment with key {experiment!r}.")
-        if config.status != Status.RUNNING:
+        if config is not None and config.status != Status.RUNNING:
             return _outside(config, subject)
-        known = selectors.exposure_cached(experiment_id=config.id, subject=subject)
-        if known is not None:
-            return Assignment(config.key, subject, known[0], known[1], True)
+        if config is not None:
+            known = selectors.exposure_cached(experiment_id=config.id, subject=subject)
+            if known is not None:
+                return Assignment(config.key, subject, known[0], known[1], True)
         snapshot = watched
     else:
         # experiments_assign() checks the snapshot's number in the same round trip.

@@ -27,11 +27,10 @@ class KeyPrincipal:
         return f"api_key:{self.application}/{self.prefix}"
 
 
-def authenticate_bearer(header: bytes | str) -> tuple[KeyPrincipal, ApiKey] | None:
-    """The caller of an Authorization header's value: None when there is no header, else
-    the key's principal or AuthenticationFailed. For DRF views and plain ones alike."""
-    if isinstance(header, str):
-        header = header.encode("iso-8859-1")
+def authenticate_bearer(header: bytes) -> tuple[KeyPrincipal, ApiKey] | None:
+    """The caller of an Authorization header's value (DRF's `get_authorization_header`):
+    None when there is none, else the key's principal or AuthenticationFailed. For DRF
+    views and plain ones alike."""
     parts = header.split()
     if not parts:
         return None

@@ -115,11 +115,8 @@ def config_snapshot_cached() -> ConfigSnapshot:
 def config_snapshot_watched() -> ConfigSnapshot | None:
     """The snapshot of the number the watcher was last notified of (no query unless that
     number is new here), or None when the watcher cannot be trusted."""
-    known = watcher.trusted_version()
-    if known is None:
+    if watcher.trusted_version() is None:
         return None
-    if known == _snapshot.version:
-        return _snapshot
     return config_snapshot()
 
 

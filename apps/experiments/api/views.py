@@ -18,6 +18,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
+from rest_framework import HTTP_HEADER_ENCODING
 from rest_framework.exceptions import (
     NotAuthenticated,
     PermissionDenied,
@@ -29,7 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import authenticate_bearer
-from apps.accounts.permissions import HasScope, actor_of
+from apps.accounts.permissions import HasScope, actor_of, has_scope
 from apps.accounts.throttling import rate_limit_wait
 from apps.core.errors import ValidationFailed, exception_handler
 from apps.core.pagination import paginate
@@ -225,11 +226,12 @@ class AssignmentView(APIView):
         if request.method != "POST":
             return super().dispatch(request, *args, **kwargs)
         try:
-            caller = authenticate_bearer(request.META.get("HTTP_AUTHORIZATION", b""))
+            header = request.META.get("HTTP_AUTHORIZATION", "").encode(HTTP_HEADER_ENCODING)
+            caller = authenticate_bearer(header)
             if caller is None:
                 raise NotAuthenticated
             principal = caller[0]
-            if self.scopes["POST"] not in principal.scopes:
+            if not has_scope(principal, self, "POST"):
                 raise PermissionDenied(HasScope.message)
             wait = rate_limit_wait(principal.prefix)
             if wait is not None:

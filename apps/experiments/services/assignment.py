@@ -78,9 +78,9 @@ def assignment_create(
         # An unknown key is checked against the row below before the 404: the experiment may
         # have been created a moment ago, its notification not yet here.
         config = watched.experiments.get(experiment)
-        if config is not None and config.status != Status.RUNNING:
-            return _outside(config, subject)
         if config is not None:
+            if config.status != Status.RUNNING:
+                return _outside(config, subject)
             known = selectors.exposure_cached(experiment_id=config.id, subject=subject)
             if known is not None:
                 return Assignment(config.key, subject, known[0], known[1], True)

@@ -74,6 +74,15 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 )
+# The hot paths' statements (apps/core/db.py: fetchone_prepared) are prepared once per
+# connection when this is on. Django's own queries bind client-side and are never prepared,
+# whatever the threshold: psycopg prepares only what a server-side cursor asks for. Turn it
+# off behind a connection pooler in transaction mode, which cannot keep prepared statements.
+DATABASES["default"]["OPTIONS"].setdefault(
+    "prepare_threshold",
+    # psycopg prepares a query itself after this many executions: never; only on request.
+    2**31 - 1 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None,
+)
 # A transaction left open holds back every projection's watermark (DESIGN.md principle 3).
 DATABASES["default"]["OPTIONS"]["options"] = "-c idle_in_transaction_session_timeout=" + str(
     env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000)

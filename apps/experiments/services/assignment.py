@@ -6,12 +6,18 @@ the per-process configuration snapshot and the hashes are computed in Python.
 - A subject this process already met in a running experiment, while the watcher vouches
   for the snapshot (watcher.py): answered from memory, no database call. Its first exposure
   never changes, so memory is as good as the table.
-- Else one call of the experiments_assign() function reads the subject's first exposure,
-  inserts the new exposure when there is none, and returns the configuration number, so a
-  snapshot made stale by a change committed elsewhere is caught in the same round trip (the
-  insert is guarded by the number) and the request is redone with the configuration read
-  afresh. Runs in autocommit: the call is its own transaction, so a new exposure costs one
-  durable commit and a stored one none.
+- A subject included by the hashes: one INSERT of the hashed variant, guarded by the
+  snapshot's configuration number and by the subject having no exposure in the experiment.
+  A row back means the subject is new and this is its first exposure: the common case, one
+  statement and one durable commit.
+- Otherwise (nothing inserted: a stored exposure, a concurrent first request, a stale
+  snapshot; or a subject the hashes leave out, whose tagged prediction may have exposed it)
+  one call of the experiments_assign() function reads the configuration number and the
+  subject's first exposure, and inserts the hashed variant when there is none and the number
+  is current. A snapshot made stale by a change committed elsewhere is caught there and the
+  request is redone with the configuration read afresh.
+
+Runs in autocommit: each statement is its own transaction.
 """
 
 from __future__ import annotations
@@ -53,10 +59,31 @@ class Assignment:
         }
 
 
-# One round trip to experiments_assign() (migration 0005), prepared once per connection
-# (apps/core/db.py), whose inner plans PostgreSQL keeps for the connection's life too: the
-# subject's first exposure wins; else the hashed variant is recorded when the subject is
-# included and the caller's configuration number is current.
+# A new subject's exposure in one statement, prepared once per connection (apps/core/db.py):
+# inserted only while the caller's configuration number is current and the subject has no
+# exposure in the experiment, so a row back is the subject's first exposure. No row: the
+# experiments_assign() call below tells why. Measured with pgbench (2 clients, new subjects,
+# both prepared), this statement costs about 40 µs less than the function: PL/pgSQL's call,
+# its separate lookup and its RETURN NEXT result set.
+_FIRST_EXPOSURE = (
+    "INSERT INTO experiments_exposure"  # noqa: S608 - constants; values are parameters
+    " (id, occurred_at, experiment_id, subject, variant, model_version, attributes, source,"
+    " hash_version)"
+    " SELECT gen_random_uuid(), now(), %(experiment)s::bigint, %(subject)s::text,"
+    " %(variant)s::text, %(model_version)s::text, %(attributes)s::jsonb,"
+    f" '{ExposureSource.ASSIGNMENT.value}', {HASH_VERSION}"
+    " WHERE (SELECT c.version FROM experiments_configversion c WHERE c.id = 1)"
+    " = %(number)s::bigint"
+    " AND NOT EXISTS (SELECT FROM experiments_exposure e"
+    " WHERE e.experiment_id = %(experiment)s::bigint AND e.subject = %(subject)s::text)"
+    " ON CONFLICT (experiment_id, subject, variant) DO NOTHING"
+    " RETURNING 1"
+)
+
+# One round trip to experiments_assign() (migration 0005), prepared once per connection too,
+# whose inner plans PostgreSQL keeps for the connection's life too: the subject's first
+# exposure wins; else the hashed variant is recorded when the subject is included and the
+# caller's configuration number is current.
 _ASSIGN = (
     "SELECT number, variant, model_version FROM experiments_assign("
     "%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::smallint)"
@@ -128,6 +155,18 @@ def _assign_running(
     variant = config.variants[
         variant_index(salt=config.salt, subject=subject, weights=config.weights)
     ]
+    encoded = orjson.dumps(attributes).decode()
+    if included:
+        first = {
+            "experiment": config.id,
+            "subject": subject,
+            "variant": variant.key,
+            "model_version": variant.model_version,
+            "attributes": encoded,
+            "number": number,
+        }
+        if fetchone_prepared(_FIRST_EXPOSURE, first) is not None:
+            return _exposed(config, subject, variant.key, variant.model_version)
     parameters = [
         config.id,
         subject,
@@ -135,7 +174,7 @@ def _assign_running(
         included,
         variant.key,
         variant.model_version,
-        orjson.dumps(attributes).decode(),
+        encoded,
         ExposureSource.ASSIGNMENT.value,
         HASH_VERSION,
     ]
@@ -146,7 +185,12 @@ def _assign_running(
         return None
     if answer_variant is None:
         return Assignment(config.key, subject, config.control, config.control_version, False)
+    return _exposed(config, subject, answer_variant, answer_version)
+
+
+def _exposed(config: ExperimentConfig, subject: str, variant: str, version: str) -> Assignment:
+    """The subject's first exposure, remembered by this process (it never changes)."""
     selectors.exposure_remember(
-        experiment_id=config.id, subject=subject, variant=answer_variant, version=answer_version
+        experiment_id=config.id, subject=subject, variant=variant, version=version
     )
-    return Assignment(config.key, subject, answer_variant, answer_version, True)
+    return Assignment(config.key, subject, variant, version, True)

@@ -30,7 +30,9 @@ the figures to compare. Last, in one process against the same database, the time
 of the API key lookup, the rate limit (a lease held in memory) and the assignment service
 for a new subject and for a stored exposure (first met: one database call; met before: from
 memory; with the configuration watcher off: one database call), to show what the hot path
-spends where.
+spends where; and the exposure-row anchor's INSERT run both ways, through Django's cursor as
+the anchor runs it and prepared through apps/core/db.py as the endpoint runs its own, to show
+how much of the endpoint's standing comes from the way it executes rather than the work.
 
 Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones);
 BENCH_SECONDS sets each phase's length per round (default 3 s: on a shared machine the rate
@@ -227,10 +229,24 @@ def summarise(figures: dict[str, list[dict[str, float]]]) -> dict[str, dict[str,
     }
 
 
+def _per_round(figures: dict[str, list[dict[str, float]]], name: str, anchor: str) -> list[float]:
+    """Each round's rate of `name` over its anchor's, measured next to it."""
+    pairs = zip(figures[name], figures[anchor], strict=True)
+    return [a["requests_per_second"] / b["requests_per_second"] for a, b in pairs]
+
+
 def round_ratios(figures: dict[str, list[dict[str, float]]], name: str, anchor: str) -> float:
     """The median over rounds of the endpoint's rate over its anchor's in the same round."""
-    pairs = zip(figures[name], figures[anchor], strict=True)
-    return _median([a["requests_per_second"] / b["requests_per_second"] for a, b in pairs])
+    return _median(_per_round(figures, name, anchor))
+
+
+def spread(figures: dict[str, list[dict[str, float]]], name: str, anchor: str) -> str:
+    """How far the rounds' ratios scatter: lowest, middle half, highest."""
+    ratios = sorted(_per_round(figures, name, anchor))
+    if len(ratios) < 4:
+        return f"rounds {' '.join(f'{r:.2f}' for r in ratios)}"
+    first, _, third = statistics.quantiles(ratios, n=4)
+    return f"rounds {ratios[0]:.2f} to {ratios[-1]:.2f}, middle half {first:.2f} to {third:.2f}"
 
 
 _IN_PROCESS = """
@@ -261,7 +277,29 @@ from_table = per_call(lambda n: assign(stored[n], {}))
 from_memory = per_call(lambda n: assign(stored[n], {}))
 with override_settings(KAIZEN_CONFIG_WATCH=False):
     unwatched = per_call(lambda n: assign(stored[n], {}))
-print(f"{key:.1f} {limit:.1f} {new:.0f} {from_table:.0f} {from_memory:.1f} {unwatched:.0f}")
+# The exposure-row anchor's INSERT as its view runs it (Django's cursor, bound client-side),
+# then through fetchone_prepared as the endpoint runs its own: what the way of executing is
+# worth on its own, apart from the work.
+from django.db import connection
+from apps.core.db import fetchone_prepared
+experiment_id = selectors.config_snapshot().experiments[experiment].id
+row = (
+    "INSERT INTO experiments_exposure (id, occurred_at, experiment_id, subject, variant,"
+    " model_version, attributes, source, hash_version) VALUES (gen_random_uuid(), now(),"
+    " %s::bigint, %s::text, 'control', '2', %s::jsonb, 'assignment', 1) ON CONFLICT DO NOTHING"
+    " RETURNING 1"
+)
+def django_cursor(n):
+    with connection.cursor() as cursor:
+        cursor.execute(row, [experiment_id, f"cursor-{n}", '{"country": "DE"}'])
+django_insert = per_call(django_cursor)
+prepared_insert = per_call(
+    lambda n: fetchone_prepared(row, [experiment_id, f"prepared-{n}", '{"country": "DE"}'])
+)
+print(
+    f"{key:.1f} {limit:.1f} {new:.0f} {from_table:.0f} {from_memory:.1f} {unwatched:.0f}"
+    f" {django_insert:.0f} {prepared_insert:.0f}"
+)
 """
 COST_LABELS = (
     "API key lookup",
@@ -270,6 +308,8 @@ COST_LABELS = (
     "for a stored exposure met the first time",
     "for a stored exposure met before (memory)",
     "for a stored exposure without the watcher",
+    "the exposure-row anchor's INSERT through Django's cursor",
+    "the same INSERT prepared (apps/core/db.py)",
 )
 
 
@@ -324,11 +364,13 @@ def main() -> int:
     repeat_to_empty = round_ratios(rounds, "assign_repeat", "empty")
     print(
         f"new subjects:    {new_ratio:.2f} x the minimal view's new subjects"
-        f" (p99 {new['p99_ms']:.1f} ms vs {anchor_new['p99_ms']:.1f} ms)"
+        f" (p99 {new['p99_ms']:.1f} ms vs {anchor_new['p99_ms']:.1f} ms;"
+        f" {spread(rounds, 'assign_new', 'anchor_new')})"
     )
     print(
         f"                 {new_to_row:.2f} x the minimal view inserting Kaizen's exposure row"
-        f" (which runs at {row_ratio:.2f} x the three-column one: the row's own cost)"
+        f" ({spread(rounds, 'assign_new', 'anchor_exposure')}; that view runs at"
+        f" {row_ratio:.2f} x the three-column one: the row's own cost)"
     )
     print(
         f"repeat subjects: {repeat_ratio:.2f} x the minimal view's repeat subjects,"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit, urlunsplit
 
 
 def _answers(port: int) -> bool:
@@ -20,6 +21,26 @@ if not os.environ.get("DATABASE_URL") and _answers(5432):
     os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/kaizen"
 if not os.environ.get("REDIS_URL") and _answers(6379):
     os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/15"
+
+
+def _own_redis_database(url: str, worker: str) -> str:
+    """The Redis URL with a database of this pytest-xdist worker's own (gw0 keeps the given
+    one, gw1 the one below it, …): the broker's queues are shared by name, and a test that
+    counts the messages on one must not see those a test on another worker sent."""
+    parts = urlsplit(url)
+    given = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(given - int(worker[2:])) % 16}"))
+
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if (
+    os.environ.get("REDIS_URL", "").startswith("redis://")
+    and _worker.startswith("gw")
+    # Once per worker: a process a test starts inherits the URL already made its own.
+    and os.environ.get("KAIZEN_TEST_REDIS_WORKER") != _worker
+):
+    os.environ["REDIS_URL"] = _own_redis_database(os.environ["REDIS_URL"], _worker)
+    os.environ["KAIZEN_TEST_REDIS_WORKER"] = _worker
 
 from config.settings.base import *  # noqa: E402, F403
 

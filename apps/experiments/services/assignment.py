@@ -1,7 +1,8 @@
 """Assignment: which variant (and so which model version) a subject gets, API.md hash v1.
 
-The hot path costs at most one database call and no ORM instance: the experiment comes from
-the per-process configuration snapshot and the hashes are computed in Python.
+No ORM instance on the way: the experiment comes from the per-process configuration snapshot,
+the hashes are computed in Python, and a new subject or one met before costs at most one
+database call (a subject exposed earlier and first met by this process costs two).
 
 - A subject this process already met in a running experiment, while the watcher vouches
   for the snapshot (watcher.py): answered from memory, no database call. Its first exposure
@@ -80,8 +81,8 @@ _FIRST_EXPOSURE = (
     " RETURNING 1"
 )
 
-# One round trip to experiments_assign() (migration 0005), prepared once per connection too,
-# whose inner plans PostgreSQL keeps for the connection's life too: the subject's first
+# One round trip to experiments_assign() (migration 0005), also prepared once per connection,
+# whose inner plans PostgreSQL keeps for the connection's life as well: the subject's first
 # exposure wins; else the hashed variant is recorded when the subject is included and the
 # caller's configuration number is current.
 _ASSIGN = (

@@ -7,6 +7,10 @@ lookup, no configuration and no exposure semantics. `minimal` inserts into a thr
 table of its own; `minimal_exposure` inserts the row Kaizen stores for a new exposure (an
 event of the log: its uuid, global sequence number, transaction id, times and three
 indexes), so that the two tell the cost of the row apart from the cost of the endpoint.
+The anchors run their INSERT through Django's cursor, as a minimal Django view would;
+`minimal_exposure_prepared` runs the same INSERT the way the endpoint runs its statement
+(prepared, one libpq call: apps/core/db.py), to tell what that way of executing is worth
+apart from the work.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from apps.core.db import fetchone_prepared
 from config.urls import urlpatterns as kaizen_urlpatterns
 
 ANCHOR_TABLE = "bench_anchor"
@@ -57,25 +62,37 @@ def _experiment_id() -> int:
     return _experiment[0]
 
 
-@csrf_exempt
-def minimal_exposure(request: HttpRequest) -> HttpResponse:
+EXPOSURE_INSERT = (
+    "INSERT INTO experiments_exposure (id, occurred_at, experiment_id, subject, variant,"
+    " model_version, attributes, source, hash_version)"
+    " VALUES (gen_random_uuid(), now(), %s::bigint, %s::text, %s::text, %s::text, %s::jsonb,"
+    " 'assignment', 1)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _exposure_parameters(request: HttpRequest) -> tuple[str, list[int | str]]:
     body = orjson.loads(request.body)
     subject = str(body["subject"])
     variant = _hashed_variant(subject)
+    version = "2" if variant == "control" else "3"
+    attributes = orjson.dumps(body.get("attributes", {})).decode()
+    return variant, [_experiment_id(), subject, variant, version, attributes]
+
+
+@csrf_exempt
+def minimal_exposure(request: HttpRequest) -> HttpResponse:
+    variant, parameters = _exposure_parameters(request)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO experiments_exposure (id, occurred_at, experiment_id, subject, variant,"
-            " model_version, attributes, source, hash_version)"
-            " VALUES (gen_random_uuid(), now(), %s, %s, %s, %s, %s::jsonb, 'assignment', 1)"
-            " ON CONFLICT DO NOTHING",
-            [
-                _experiment_id(),
-                subject,
-                variant,
-                "2" if variant == "control" else "3",
-                orjson.dumps(body.get("attributes", {})).decode(),
-            ],
-        )
+        cursor.execute(EXPOSURE_INSERT, parameters)
+    return HttpResponse(orjson.dumps({"variant": variant}), content_type="application/json")
+
+
+@csrf_exempt
+def minimal_exposure_prepared(request: HttpRequest) -> HttpResponse:
+    """The same, its INSERT run as the endpoint runs its own (apps/core/db.py)."""
+    variant, parameters = _exposure_parameters(request)
+    fetchone_prepared(EXPOSURE_INSERT, parameters)
     return HttpResponse(orjson.dumps({"variant": variant}), content_type="application/json")
 
 
@@ -87,6 +104,7 @@ def empty(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("bench/minimal", minimal),
     path("bench/minimal-exposure", minimal_exposure),
+    path("bench/minimal-exposure-prepared", minimal_exposure_prepared),
     path("bench/empty", empty),
     *kaizen_urlpatterns,
 ]

@@ -8,7 +8,9 @@ the API, then loads the server closed loop, each phase bounded in time:
 
 1. the empty view (the ceiling of this machine, server and client together);
 2. the minimal view, new subjects (one durable commit each), into a three-column table and
-   into Kaizen's exposure table (the row Kaizen stores: bench/anchor_urls.py);
+   into Kaizen's exposure table (the row Kaizen stores: bench/anchor_urls.py), and the
+   latter once more with its INSERT prepared as the endpoint runs its statement (no target:
+   it tells the way of executing apart from the work);
 3. assignments of new subjects (exposure written; target ≥ 2,000/s, p99 < 15 ms);
 4. the minimal view, repeat subjects (the insert finds the row: ON CONFLICT DO NOTHING);
 5. assignments of repeat subjects (stored exposure found; target ≥ 4,000/s).
@@ -190,6 +192,13 @@ def _round(number: int) -> list[tuple[str, str, str, str, bool]]:
             f"anchorx{number}",
             False,
         ),
+        (
+            "anchor_prepared",
+            "minimal view, exposure rows, prepared",
+            "/bench/minimal-exposure-prepared",
+            f"anchorp{number}",
+            False,
+        ),
         ("assign_new", "assignments, new subjects", ASSIGN_PATH, f"subject{number}", False),
         # Repeat phases reuse the subjects of round 0's "new" phases.
         ("anchor_repeat", "minimal view, repeat subjects", "/bench/minimal", "anchor0", True),
@@ -359,6 +368,7 @@ def main() -> int:
     anchor_new = figures["anchor_new"]
     new_ratio = round_ratios(rounds, "assign_new", "anchor_new")
     new_to_row = round_ratios(rounds, "assign_new", "anchor_exposure")
+    new_to_prepared = round_ratios(rounds, "assign_new", "anchor_prepared")
     row_ratio = round_ratios(rounds, "anchor_exposure", "anchor_new")
     repeat_ratio = round_ratios(rounds, "assign_repeat", "anchor_repeat")
     repeat_to_empty = round_ratios(rounds, "assign_repeat", "empty")
@@ -371,6 +381,11 @@ def main() -> int:
         f"                 {new_to_row:.2f} x the minimal view inserting Kaizen's exposure row"
         f" ({spread(rounds, 'assign_new', 'anchor_exposure')}; that view runs at"
         f" {row_ratio:.2f} x the three-column one: the row's own cost)"
+    )
+    print(
+        f"                 {new_to_prepared:.2f} x that view with its INSERT prepared as the"
+        f" endpoint runs its own ({spread(rounds, 'assign_new', 'anchor_prepared')};"
+        " no target: the way of executing apart from the work)"
     )
     print(
         f"repeat subjects: {repeat_ratio:.2f} x the minimal view's repeat subjects,"

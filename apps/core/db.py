@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import abc, pq
 from psycopg.adapt import PyFormat, Transformer
 
@@ -105,10 +105,13 @@ def fetchone_prepared(
     sql: str, parameters: Sequence[Any] | Mapping[str, Any]
 ) -> tuple[Any, ...] | None:
     """The first row of `sql` (%s or %(name)s placeholders), or None when it has no row."""
-    connection.ensure_connection()
+    # The wrapper itself: each attribute read through django.db.connection is a lookup of
+    # this thread's connection.
+    database = connections[DEFAULT_DB_ALIAS]
+    database.ensure_connection()
     started = time.monotonic()
-    with connection.wrap_database_errors:
-        conn = connection.connection
+    with database.wrap_database_errors:
+        conn = database.connection
         session = _session(conn)
         statement = _statement(session, sql)
         if statement.names is None:
@@ -119,8 +122,8 @@ def fetchone_prepared(
         with conn.lock:
             result = _execute(conn, session, statement, values)
         row = _first_row(session.transformer, result)
-    if connection.queries_logged:
-        connection.queries_log.append(
+    if database.queries_logged:
+        database.queries_log.append(
             {"sql": f"{sql} -- {parameters!r}", "time": f"{time.monotonic() - started:.3f}"}
         )
     return row

@@ -43,13 +43,30 @@ def authenticate_bearer(header: bytes) -> tuple[KeyPrincipal, ApiKey] | None:
     key = services.api_key_authenticate(raw)
     if key is None:
         raise AuthenticationFailed("Unknown, revoked or expired API key.")
+    return _principal(key), key
+
+
+# key id -> (the key instance, its principal). The key cache (services) hands out the same
+# instance until it looks the key up again, and a principal is made of that instance's
+# fields alone: built once per instance instead of per request.
+_principals: dict[int, tuple[ApiKey, KeyPrincipal]] = {}
+MAX_PRINCIPALS = 10_000
+
+
+def _principal(key: ApiKey) -> KeyPrincipal:
+    known = _principals.get(key.pk)
+    if known is not None and known[0] is key:
+        return known[1]
     principal = KeyPrincipal(
         key_id=key.pk,
         prefix=key.prefix,
         application=key.application.name,
         scopes=frozenset(key.scopes),
     )
-    return principal, key
+    if len(_principals) >= MAX_PRINCIPALS:
+        _principals.clear()
+    _principals[key.pk] = (key, principal)
+    return principal
 
 
 class ApiKeyAuthentication(BaseAuthentication):

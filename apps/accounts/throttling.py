@@ -42,9 +42,12 @@ logger = logging.getLogger(__name__)
 
 SCOPE = "api_key"
 RETRY_AFTER_FAILURE_SECONDS = 5.0
-# A lease is this fraction of the limit, within [1, LEASE_MAX] requests.
+# A lease is this fraction of the limit, within [1, LEASE_MAX] requests. The cap binds only
+# for limits over ~100,000 per window; below it a key spread over P processes may be refused
+# up to (P - 1) % of its limit early. (At 64, a key allowed a million a minute still cost a
+# Redis round trip every 64 requests: 5-8 µs a request on the assignment path.)
 LEASE_FRACTION = 100
-LEASE_MAX = 64
+LEASE_MAX = 1024
 # Keys with a lease held by this process; past this many, all are forgotten.
 MAX_LEASES = 10_000
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -8,6 +8,7 @@ import pytest
 from django.test import override_settings
 
 from apps.accounts import services
+from apps.accounts.authentication import KeyPrincipal, authenticate_bearer
 from apps.accounts.models import ApiKey
 
 
@@ -61,3 +62,25 @@ def test_authenticate__wrong_secret_same_prefix__refused_even_when_prefix_cached
     services.api_key_authenticate(raw)
     forged = raw[:-4] + ("AAAA" if not raw.endswith("AAAA") else "BBBB")
     assert services.api_key_authenticate(forged) is None
+
+
+@override_settings(KAIZEN_API_KEY_CACHE_SECONDS=60)
+@pytest.mark.django_db
+def test_authenticate_bearer__scopes_changed_then_key_looked_up_again__new_scopes():
+    # Given a key whose principal was made from the cached key
+    key, raw = services.api_key_create(application="app", name="k", scopes=["read"])
+    header = f"Bearer {raw}".encode()
+    first = _principal(header)
+    assert _principal(header) is first
+    assert first.scopes == {"read"}
+    # When its scopes change and the key cache lets go of it (as its time runs out)
+    ApiKey.objects.filter(pk=key.pk).update(scopes=["read", "ingest"])
+    services.api_key_cache_clear()
+    # Then the caller is seen with the new scopes
+    assert _principal(header).scopes == {"read", "ingest"}
+
+
+def _principal(header: bytes) -> KeyPrincipal:
+    caller = authenticate_bearer(header)
+    assert caller is not None
+    return caller[0]

@@ -115,9 +115,12 @@ def fetchone_prepared(
         session = _session(conn)
         statement = _statement(session, sql)
         if statement.names is None:
-            values = list(parameters if isinstance(parameters, Sequence) else ())
+            if isinstance(parameters, Mapping):
+                raise TypeError("Pass a sequence for %s placeholders.")
+            values = list(parameters)
         else:
-            assert isinstance(parameters, Mapping)  # noqa: S101 - named placeholders
+            if not isinstance(parameters, Mapping):
+                raise TypeError("Pass a mapping for %(name)s placeholders.")
             values = [parameters[name] for name in statement.names]
         with conn.lock:
             result = _execute(conn, session, statement, values)

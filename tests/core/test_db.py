@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.utils import DataError, ProgrammingError
 
 from apps.core.db import fetchone_prepared
@@ -118,6 +119,42 @@ def test_fetchone_prepared__nul_in_text__data_error_before_sending():
 def test_fetchone_prepared__mixed_placeholders__refused():
     with pytest.raises(ValueError, match="either"):
         fetchone_prepared("SELECT %s::int, %(n)s::int", [1])
+
+
+def test_fetchone_prepared__parameters_of_the_other_kind__refused():
+    with pytest.raises(TypeError, match="mapping"):
+        fetchone_prepared("SELECT %(n)s::int", [1])
+    with pytest.raises(TypeError, match="sequence"):
+        fetchone_prepared("SELECT %s::int", {"n": 1})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetchone_prepared__server_ends_the_session__error_then_a_new_connection_answers():
+    # Given a connection that has prepared a statement
+    assert fetchone_prepared("SELECT %s::int + 2", [1]) == (3,)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    # When the server ends its session (a restart, an administrator)
+    with psycopg.connect(_server_url(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    # Then the next statement fails with Django's error, as through any cursor
+    with pytest.raises(DatabaseError):
+        fetchone_prepared("SELECT %s::int + 2", [1])
+    # And once Django has let the broken connection go (at the request's end), the
+    # statement is prepared on the new one and answers
+    connection.close_if_unusable_or_obsolete()
+    assert fetchone_prepared("SELECT %s::int + 2", [2]) == (4,)
+
+
+def _server_url() -> str:
+    params = connection.get_connection_params()
+    return psycopg.conninfo.make_conninfo(
+        host=params.get("host", ""),
+        port=params.get("port", ""),
+        user=params.get("user", ""),
+        dbname=connection.settings_dict["NAME"],
+    )
 
 
 def test_fetchone_prepared__counts_as_a_query(django_assert_num_queries):

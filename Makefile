@@ -19,7 +19,7 @@ endef
 help:
 	@echo "make run    - serve Kaizen (API, admin, worker, beat) with embedded PostgreSQL and Redis"
 	@echo "make test   - ruff, mypy and the test suite against real PostgreSQL and Redis"
-	@echo "make bench  - ingestion benchmark"
+	@echo "make bench  - the benchmarks (bench/bench_*.py): figures next to baselines from the same run"
 
 $(PY):
 	@py=$$($(find_python)) || { \

@@ -291,20 +291,15 @@ with override_settings(KAIZEN_CONFIG_WATCH=False):
 # worth on its own, apart from the work.
 from django.db import connection
 from apps.core.db import fetchone_prepared
+from bench.anchor_urls import EXPOSURE_INSERT
 experiment_id = selectors.config_snapshot().experiments[experiment].id
-row = (
-    "INSERT INTO experiments_exposure (id, occurred_at, experiment_id, subject, variant,"
-    " model_version, attributes, source, hash_version) VALUES (gen_random_uuid(), now(),"
-    " %s::bigint, %s::text, 'control', '2', %s::jsonb, 'assignment', 1) ON CONFLICT DO NOTHING"
-    " RETURNING 1"
-)
+def row(prefix, n):
+    return [experiment_id, f"{prefix}-{n}", "control", "2", '{"country": "DE"}']
 def django_cursor(n):
     with connection.cursor() as cursor:
-        cursor.execute(row, [experiment_id, f"cursor-{n}", '{"country": "DE"}'])
+        cursor.execute(EXPOSURE_INSERT, row("cursor", n))
 django_insert = per_call(django_cursor)
-prepared_insert = per_call(
-    lambda n: fetchone_prepared(row, [experiment_id, f"prepared-{n}", '{"country": "DE"}'])
-)
+prepared_insert = per_call(lambda n: fetchone_prepared(EXPOSURE_INSERT, row("prepared", n)))
 print(
     f"{key:.1f} {limit:.1f} {new:.0f} {from_table:.0f} {from_memory:.1f} {unwatched:.0f}"
     f" {django_insert:.0f} {prepared_insert:.0f}"

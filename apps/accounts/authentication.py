@@ -46,26 +46,22 @@ def authenticate_bearer(header: bytes) -> tuple[KeyPrincipal, ApiKey] | None:
     return _principal(key), key
 
 
-# key id -> (the key instance, its principal). The key cache (services) hands out the same
-# instance until it looks the key up again, and a principal is made of that instance's
-# fields alone: built once per instance instead of per request.
-_principals: dict[int, tuple[ApiKey, KeyPrincipal]] = {}
-MAX_PRINCIPALS = 10_000
+# The key cache (services) hands out the same ApiKey instance until it looks the key up
+# again, and a principal is made of that instance's fields alone: it is kept on the instance,
+# built once per instance instead of per request, and gone with it.
+_PRINCIPAL = "_kaizen_principal"
 
 
 def _principal(key: ApiKey) -> KeyPrincipal:
-    known = _principals.get(key.pk)
-    if known is not None and known[0] is key:
-        return known[1]
-    principal = KeyPrincipal(
-        key_id=key.pk,
-        prefix=key.prefix,
-        application=key.application.name,
-        scopes=frozenset(key.scopes),
-    )
-    if len(_principals) >= MAX_PRINCIPALS:
-        _principals.clear()
-    _principals[key.pk] = (key, principal)
+    principal: KeyPrincipal | None = getattr(key, _PRINCIPAL, None)
+    if principal is None:
+        principal = KeyPrincipal(
+            key_id=key.pk,
+            prefix=key.prefix,
+            application=key.application.name,
+            scopes=frozenset(key.scopes),
+        )
+        setattr(key, _PRINCIPAL, principal)
     return principal
 
 

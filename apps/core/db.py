@@ -51,11 +51,15 @@ class _Statement:
     names: tuple[str, ...] | None
 
 
+# Each SQL text as libpq takes it, named once for the process: the same name on every
+# connection that prepares it.
+_statements: dict[str, _Statement] = {}
+
+
 class _Session:
     """One psycopg connection's prepared statements and adapters (dropped with it)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.statements: dict[str, _Statement] = {}
         self.prepared: set[bytes] = set()
         # From the adapters, not the connection: a reference to it would keep it alive here.
         self.transformer: abc.Transformer = Transformer(conn.adapters)
@@ -73,8 +77,8 @@ def _session(conn: psycopg.Connection[Any]) -> _Session:
     return session
 
 
-def _statement(session: _Session, sql: str) -> _Statement:
-    statement = session.statements.get(sql)
+def _statement(sql: str) -> _Statement:
+    statement = _statements.get(sql)
     if statement is None:
         names: list[str] = []
         positional = 0
@@ -93,11 +97,11 @@ def _statement(session: _Session, sql: str) -> _Statement:
         if names and positional:
             raise ValueError("Use either %s or %(name)s placeholders in one statement.")
         statement = _Statement(
-            name=f"kaizen_{len(session.statements)}".encode(),
+            name=f"kaizen_{len(_statements)}".encode(),
             query=query.encode(),
             names=tuple(names) if names else None,
         )
-        session.statements[sql] = statement
+        _statements[sql] = statement
     return statement
 
 
@@ -113,7 +117,7 @@ def fetchone_prepared(
     with database.wrap_database_errors:
         conn = database.connection
         session = _session(conn)
-        statement = _statement(session, sql)
+        statement = _statement(sql)
         if statement.names is None:
             if isinstance(parameters, Mapping):
                 raise TypeError("Pass a sequence for %s placeholders.")

@@ -22,8 +22,10 @@ wsgi_app = "config.wsgi:application"
 bind = [os.environ.get("KAIZEN_BIND", "127.0.0.1:8000")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
-# A request past this is a bug (API.md bounds every body); the worker is replaced.
-timeout = 30
+# A request past this is a bug (API.md bounds every body; the longest request,
+# POST /api/v1/aggregations/run, answers within KAIZEN_AGGREGATION_RUN_TIMEOUT_SECONDS);
+# the worker is replaced.
+timeout = int(float(os.environ.get("KAIZEN_AGGREGATION_RUN_TIMEOUT_SECONDS", "120"))) + 30
 # On SIGTERM, workers finish the requests they hold for up to this long.
 graceful_timeout = 10
 # Workers heartbeat through a file; tmpfs avoids stalls on slow container file systems.

@@ -17,5 +17,7 @@ class AnalyticsConfig(AppConfig):
         from apps.core.metrics import register_gauges
         from apps.core.views import register_readiness
 
-        register_readiness("projections", selectors.projection_lag_report)
-        register_gauges(selectors.projection_lag_gauges)
+        register_readiness(
+            "projections", selectors.projection_status_report, selectors.projection_problems
+        )
+        register_gauges(selectors.projection_gauges)

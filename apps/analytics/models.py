@@ -31,16 +31,87 @@ class ProjectionState(models.Model):
 
     Written in the same transaction as the projection's aggregates, so a crashed run
     leaves both as they were and the next run redoes the slice (exactly-once effect).
+    `version` is the projection's code version the aggregates were built with: a
+    projection whose code folds differently declares a new version, and its aggregates
+    are thrown away and rebuilt from the log. `excluded_events` counts the events folded
+    past without effect because a number they carry is out of API.md's bounds.
     """
 
     name = models.CharField(max_length=64, primary_key=True)
     xid = models.BigIntegerField(default=0)
     seq = models.BigIntegerField(default=0)
     events_folded = models.BigIntegerField(default=0)
+    excluded_events = models.BigIntegerField(db_default=0)
+    version = models.IntegerField(db_default=0)
     updated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} @ ({self.xid}, {self.seq})"
+
+
+class ProjectionHealth(models.Model):
+    """How a projection's folds are going: window size, timings, skips and failures.
+
+    Kept apart from ProjectionState, whose row a fold holds locked for its whole
+    transaction: a trigger that finds the projection busy records its skip here at once,
+    and a failed fold records its error after its transaction rolled back.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    # Events the next window may hold, sized from the folds' measured rate.
+    chunk = models.BigIntegerField()
+    # After a window timed out, windows stay at most this large until enough folds have
+    # gone through (a rate measured on small windows may not hold for large ones).
+    chunk_ceiling = models.BigIntegerField(null=True, blank=True)
+    folds_under_ceiling = models.IntegerField(default=0)
+    last_fold_seconds = models.FloatField(null=True, blank=True)
+    last_fold_events = models.BigIntegerField(default=0)
+    last_fold_at = models.DateTimeField(null=True, blank=True)
+    skipped_triggers = models.BigIntegerField(default=0)
+    timeouts = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    consecutive_failures = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    failed_window = models.CharField(max_length=200, blank=True, default="")
+    # A failing projection is not folded again before this time (exponential backoff).
+    retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "projection health"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'failing' if self.consecutive_failures else 'ok'}"
+
+
+class UnitFailure(models.Model):
+    """One unit of a projection (an experiment, a model) whose fold failed.
+
+    The unit's aggregates stay as they were before the failing window and the unit is
+    left out of later windows; once `retry_at` has passed, a fold recomputes it from the
+    log up to that fold's window. Written in the fold's own transaction, with the
+    watermark, so a failure and the window that skipped the unit commit together; the
+    row is deleted when the unit is recomputed.
+    """
+
+    projection = models.CharField(max_length=64)
+    # The unit's key for the projection (an experiment key, a model id), and for people.
+    unit = models.CharField(max_length=1100)
+    label = models.CharField(max_length=1200)
+    error = models.TextField()
+    attempts = models.IntegerField(default=1)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    retry_at = models.DateTimeField()
+    failed_window = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["projection", "unit"], name="unitfailure_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.projection}/{self.unit}: {self.error[:60]}"
 
 
 class SubjectMetricValue(models.Model):
@@ -104,6 +175,8 @@ class ExperimentSummary(models.Model):
     experiment_key = models.CharField(max_length=1024, primary_key=True)
     units = models.JSONField(default=dict)
     multiple_exposures = models.BigIntegerField(default=0)
+    # Feedback on the experiment's tagged predictions left out for an out-of-bounds value.
+    excluded_events = models.BigIntegerField(db_default=0)
     # The metrics (key, type) and breakdown attributes the statistics were computed for:
     # when the experiment's differ, the next fold recomputes its statistics from scratch.
     configuration = models.TextField(blank=True, default="")
@@ -183,6 +256,9 @@ class PerformanceCell(models.Model):
     segment_id = models.BigIntegerField()
     bucket = models.DateTimeField()
     predictions = models.BigIntegerField()
+    # Predictions of the cell left out for a number out of API.md's bounds (not counted in
+    # `predictions` nor in any other figure).
+    excluded = models.BigIntegerField(db_default=0)
     errors = models.BigIntegerField()
     labeled = models.BigIntegerField()
     true_positives = models.BigIntegerField()

@@ -71,10 +71,16 @@ def error_body(code: str, message: str, details: Sequence[Detail] = ()) -> dict[
     return {"error": {"code": code, "message": message, "details": list(details)}}
 
 
+def strict_json_response(body: Any, *, status: int = 200) -> JsonResponse:
+    """A JSON answer that refuses NaN and Infinity (ValueError) instead of writing them:
+    they are not JSON, and a client's parser would fail on the whole answer."""
+    return JsonResponse(body, status=status, json_dumps_params={"allow_nan": False})
+
+
 def json_error(
     status: int, code: str, message: str, details: Sequence[Detail] = (), **headers: str
 ) -> JsonResponse:
-    response = JsonResponse(error_body(code, message, details), status=status)
+    response = strict_json_response(error_body(code, message, details), status=status)
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
@@ -199,3 +205,9 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     return json_error(500, "internal_error", "Internal error; it has been logged.")
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming an internal error for logs and status pages: type and first line."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:2000]

@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ SCRAPE_ERRORS = Counter(
     "kaizen_metrics_source_errors_total", "Scrape-time gauge sources that raised"
 )
 
-GaugeSource = Callable[[], Iterable[GaugeMetricFamily]]
+GaugeSource = Callable[[], Iterable[Metric]]
 _gauge_sources: list[GaugeSource] = []
 
 
@@ -53,7 +53,7 @@ def register_gauges(source: GaugeSource) -> None:
 
 
 class _ScrapeTimeGauges(Collector):
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[Metric]:
         for source in _gauge_sources:
             try:
                 # Listed first: a source failing half-way must not leave a partial family.

@@ -10,19 +10,24 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from apps.core.errors import json_error
+from apps.core.errors import json_error, strict_json_response
 from apps.core.metrics import render as render_metrics
 
 ReadinessSource = Callable[[], dict[str, Any]]
+# The problems a section shows, in words: any makes /readyz's status `degraded` (still 200).
+ProblemFinder = Callable[[dict[str, Any]], list[str]]
 View = Callable[[HttpRequest], HttpResponse]
-_readiness_sources: dict[str, ReadinessSource] = {}
+_readiness_sources: dict[str, tuple[ReadinessSource, ProblemFinder | None]] = {}
 
 
-def register_readiness(name: str, source: ReadinessSource) -> None:
-    """Add a section to /readyz's body (e.g. projection lag); it never makes /readyz fail."""
-    _readiness_sources[name] = source
+def register_readiness(
+    name: str, source: ReadinessSource, problems: ProblemFinder | None = None
+) -> None:
+    """Add a section to /readyz's body (e.g. projection lag); it never makes /readyz fail,
+    but the problems `problems` finds in it make the status `degraded`."""
+    _readiness_sources[name] = (source, problems)
 
 
 def _read_only(view: View) -> View:
@@ -44,7 +49,7 @@ def _read_only(view: View) -> View:
 
 @_read_only
 def healthz(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"status": "ok"})
+    return strict_json_response({"status": "ok"})
 
 
 def _database_answers() -> tuple[bool, str]:
@@ -87,13 +92,12 @@ def readyz(request: HttpRequest) -> HttpResponse:
         "broker": _broker_status(),
     }
     if database_ok:
-        for name, source in _readiness_sources.items():
-            try:
-                body[name] = source()
-            except DatabaseError as error:
-                body[name] = {"status": "unknown", "error": type(error).__name__}
+        problems = _sections(body)
+        if problems:
+            body["status"] = "degraded"
+            body["problems"] = problems
     if not database_ok:
-        response = JsonResponse(
+        response = strict_json_response(
             {
                 "error": {
                     "code": "unavailable",
@@ -106,7 +110,21 @@ def readyz(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = "5"
         return response
-    return JsonResponse(body)
+    return strict_json_response(body)
+
+
+def _sections(body: dict[str, Any]) -> list[str]:
+    """Fill in every registered section of /readyz; the problems they show."""
+    problems: list[str] = []
+    for name, (source, finder) in _readiness_sources.items():
+        try:
+            section = body[name] = source()
+        except DatabaseError as error:
+            body[name] = {"status": "unknown", "error": type(error).__name__}
+            continue
+        if finder is not None:
+            problems += finder(section)
+    return problems
 
 
 @_read_only

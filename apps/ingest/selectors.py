@@ -64,3 +64,29 @@ def feedback_get(*, id: str) -> Feedback:
     if row is None:
         raise NotFound(f"No feedback with id {id}.")
     return row
+
+
+# API.md's bounds on the numbers that projections add up, as SQL over a stored row. Rows
+# stored before these bounds were enforced at the door, or written around the API, may hold
+# any float (±1e308, Infinity, NaN): a projection leaves such an event out and counts it.
+# NaN fails every comparison and ±Infinity lies outside the range, so both are out.
+VALUE_BOUND = 1e15
+LATENCY_MAX_MS = 86_400_000
+
+
+def feedback_in_bounds_sql(alias: str) -> str:
+    """SQL: the feedback row `alias` carries no number out of bounds."""
+    return (
+        f"({alias}.value IS NULL OR {alias}.value BETWEEN -{VALUE_BOUND:.0f} AND {VALUE_BOUND:.0f})"
+    )
+
+
+def prediction_in_bounds_sql(alias: str) -> str:
+    """SQL: the prediction row `alias` carries no number out of bounds (latency, score,
+    value; features and explanations are not read by any projection)."""
+    bound = f"{VALUE_BOUND:.0f}"
+    return (
+        f"(({alias}.latency_ms IS NULL OR {alias}.latency_ms BETWEEN 0 AND {LATENCY_MAX_MS})"
+        f" AND ({alias}.output_score IS NULL OR {alias}.output_score BETWEEN -{bound} AND {bound})"
+        f" AND ({alias}.output_value IS NULL OR {alias}.output_value BETWEEN -{bound} AND {bound}))"
+    )

@@ -34,6 +34,12 @@ def _aliases_with_versions() -> Prefetch[Any]:
     )
 
 
+def model_name(*, model_id: int) -> str:
+    """The name of the model with this id ('#id' when there is none)."""
+    name = MLModel.objects.filter(pk=model_id).values_list("name", flat=True).first()
+    return name if name is not None else f"#{model_id}"
+
+
 def model_list() -> QuerySet[MLModel]:
     """Every model with its aliases (and the versions they point to) prefetched."""
     return MLModel.objects.prefetch_related(_aliases_with_versions())

@@ -224,6 +224,14 @@ KAIZEN_RETRAINING_MAX_ATTEMPTS = env.int("KAIZEN_RETRAINING_MAX_ATTEMPTS", defau
 KAIZEN_RETRAINING_BACKOFF_SECONDS = env.int("KAIZEN_RETRAINING_BACKOFF_SECONDS", default=60)
 # Longer than the training task's hard time limit (apps/monitoring/tasks.py, 55 min).
 KAIZEN_RETRAINING_LEASE_SECONDS = env.int("KAIZEN_RETRAINING_LEASE_SECONDS", default=3600)
+# Projections (apps/analytics): a fold's window is sized to take about the target, and a
+# fold past the timeout is rolled back and retried smaller. POST /aggregations/run answers
+# within its own bound (503 past it); gunicorn's worker timeout is kept above it.
+KAIZEN_FOLD_TARGET_SECONDS = env.float("KAIZEN_FOLD_TARGET_SECONDS", default=5.0)
+KAIZEN_FOLD_TIMEOUT_SECONDS = env.float("KAIZEN_FOLD_TIMEOUT_SECONDS", default=60.0)
+KAIZEN_AGGREGATION_RUN_TIMEOUT_SECONDS = env.float(
+    "KAIZEN_AGGREGATION_RUN_TIMEOUT_SECONDS", default=120.0
+)
 # Django's own limit would answer 400; BodySizeLimitMiddleware answers 413 first.
 DATA_UPLOAD_MAX_MEMORY_SIZE = KAIZEN_MAX_BODY_BYTES + 1024
 

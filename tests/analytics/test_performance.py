@@ -28,7 +28,7 @@ from apps.analytics.models import (
     PerformanceSegment,
     PredictionOutcome,
 )
-from apps.analytics.projections import base
+from apps.analytics.projections import runner
 from apps.analytics.projections.performance import (
     RELATIVE_ERROR,
     TOP_VALUES,
@@ -42,6 +42,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Six whole hours ending at the current hour, so the default range (7 days) covers them.
 HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
 COUNTRIES = ("DE", "FR", "US")
+
+
+class WorkerKilled(BaseException):
+    """A worker dying mid-fold: nothing in Kaizen catches it (as nothing can catch SIGKILL)."""
 
 
 def at(hours: int, minutes: int = 0, seconds: int = 0) -> datetime:
@@ -794,11 +798,11 @@ def test_fold__incremental_in_small_windows__equals_one_rebuild(admin):
     worlds = three_models(admin, 1)
     for number, posted in enumerate(worlds):
         populate(posted, predictions=80, seed=20 + number)
-    while base.fold_next(performance_projection, chunk=37):
+    while runner.fold_next(performance_projection, chunk=37):
         pass
     for number, posted in enumerate(worlds):
         populate(posted, predictions=80, seed=30 + number)
-    while base.fold_next(performance_projection, chunk=53):
+    while runner.fold_next(performance_projection, chunk=53):
         pass
     incremental = snapshot()
     # When the projection is rebuilt from the log
@@ -816,19 +820,19 @@ def test_fold__crash_after_partial_work__rerun_counts_once(admin, monkeypatch):
     original = PerformanceProjection.refold_model
 
     def crash(self, cursor, window, *, model_id):
-        raise RuntimeError("worker killed")
+        raise WorkerKilled
 
     # A model change makes the fold call refold_model after its cells are written.
     response = admin.patch("/api/v1/models/bin-2", {"decision_threshold": 0.4}, format="json")
     assert response.status_code == 200, response.json()
     monkeypatch.setattr(PerformanceProjection, "refold_model", crash)
-    with pytest.raises(RuntimeError):
-        base.catch_up(performance_projection)
+    with pytest.raises(WorkerKilled):
+        runner.catch_up(performance_projection)
     # Then nothing of it stayed
     assert all(rows == [] for rows in snapshot().values())
     # When the next run goes through
     monkeypatch.setattr(PerformanceProjection, "refold_model", original)
-    base.catch_up(performance_projection)
+    runner.catch_up(performance_projection)
     after_crash = snapshot()
     # Then the numbers are those of a clean rebuild
     services.projection_rebuild(name="performance")

@@ -9,7 +9,7 @@ import pytest
 
 from apps.analytics import services
 from apps.analytics.models import ExperimentSummary, VariantMetricStats
-from apps.analytics.projections import base
+from apps.analytics.projections import runner
 from apps.analytics.projections.experiments import experiment_projection
 
 from .conftest import World, populate
@@ -57,7 +57,7 @@ def assert_matches_raw_values(world: World) -> None:
 def test_fold__units_exposed_to_a_second_variant_later__leave_their_groups_as_in_a_rebuild(world):
     # Given units folded with their feedback
     populate(world, subjects=40, seed=31)
-    base.catch_up(experiment_projection)
+    runner.catch_up(experiment_projection)
     # When three of them meet another variant (one with new feedback) in later windows
     moved = []
     for number in range(3):
@@ -66,7 +66,7 @@ def test_fold__units_exposed_to_a_second_variant_later__leave_their_groups_as_in
         moved.append(world.predict(subject, other, world.attributes[subject]["country"]))
     world.post("/api/v1/predictions", moved)
     world.post("/api/v1/feedback", [world.feedback(moved[0], "revenue", 12.5)])
-    while base.fold_next(experiment_projection, chunk=2):
+    while runner.fold_next(experiment_projection, chunk=2):
         pass
     # Then they are counted as multiple exposures only, exactly as a rebuild counts them
     incremental = tables()
@@ -79,7 +79,7 @@ def test_fold__units_exposed_to_a_second_variant_later__leave_their_groups_as_in
 def test_fold__feedback_in_small_windows__sums_exact_and_equal_to_a_rebuild(world):
     # Given values that change many times (one event per window), binomial ones flipping
     populate(world, subjects=25, seed=32)
-    while base.fold_next(experiment_projection, chunk=1):
+    while runner.fold_next(experiment_projection, chunk=1):
         pass
     incremental = tables()
     # Then the exact sums are those of the raw values, and a rebuild gives every number
@@ -93,12 +93,12 @@ def test_fold__feedback_in_small_windows__sums_exact_and_equal_to_a_rebuild(worl
 def test_fold__statistics_of_another_configuration__recomputed_from_scratch(world):
     # Given statistics stored for another configuration (or by an older version), wrong
     populate(world, subjects=30, seed=33)
-    base.catch_up(experiment_projection)
+    runner.catch_up(experiment_projection)
     ExperimentSummary.objects.update(configuration="")
     VariantMetricStats.objects.filter(attribute="").update(units=999, total=5)
     # When the next window touches the experiment
     world.post("/api/v1/predictions", [world.predict("late", "control", "DE")])
-    assert base.fold_next(experiment_projection) > 0
+    assert runner.fold_next(experiment_projection) > 0
     # Then its statistics are recomputed from the log, as a rebuild gives them
     assert_matches_raw_values(world)
     incremental = tables()

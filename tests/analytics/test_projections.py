@@ -12,12 +12,16 @@ from scipy import stats as scipy_stats
 
 from apps.analytics import services, tasks
 from apps.analytics.models import ExperimentSummary, SubjectMetricValue, VariantMetricStats
-from apps.analytics.projections import base
+from apps.analytics.projections import runner
 from apps.analytics.projections.experiments import ExperimentProjection, experiment_projection
 
 from .conftest import World, populate
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class WorkerKilled(BaseException):
+    """A worker dying mid-fold: nothing in Kaizen catches it (as nothing can catch SIGKILL)."""
 
 
 def snapshot() -> tuple[list[tuple], list[tuple], list[tuple]]:
@@ -113,10 +117,10 @@ def test_results__segment_not_a_breakdown_attribute__400_and_unknown_experiment_
 def test_fold__incremental_in_small_windows__equals_one_rebuild(world):
     # Given events folded in many small windows as they arrived
     populate(world, subjects=60, seed=3)
-    while base.fold_next(experiment_projection, chunk=37):
+    while runner.fold_next(experiment_projection, chunk=37):
         pass
     populate(world, subjects=60, seed=4)
-    while base.fold_next(experiment_projection, chunk=53):
+    while runner.fold_next(experiment_projection, chunk=53):
         pass
     incremental = snapshot()
     # When the projection is rebuilt from the log
@@ -132,16 +136,16 @@ def test_fold__crash_after_partial_work__rerun_counts_once(world, monkeypatch):
     original = ExperimentProjection.recompute
 
     def crash(self, cursor, *, experiment_key):
-        raise RuntimeError("worker killed")
+        raise WorkerKilled
 
     monkeypatch.setattr(ExperimentProjection, "recompute", crash)
-    with pytest.raises(RuntimeError):
-        base.catch_up(experiment_projection)
+    with pytest.raises(WorkerKilled):
+        runner.catch_up(experiment_projection)
     # Then nothing of it stayed
     assert snapshot() == ([], [], [])
     # When the next run goes through
     monkeypatch.setattr(ExperimentProjection, "recompute", original)
-    base.catch_up(experiment_projection)
+    runner.catch_up(experiment_projection)
     after_crash = snapshot()
     # Then the numbers are those of a clean rebuild
     services.projection_rebuild(name="experiments")
@@ -160,7 +164,7 @@ def test_aggregate_task__run_twice__second_changes_nothing(world):
 def test_fold__writer_commits_out_of_sequence_order__no_event_skipped(world):
     # Given a prediction whose transaction takes a sequence number, then commits last
     populate(world, subjects=5, seed=7)
-    base.catch_up(experiment_projection)
+    runner.catch_up(experiment_projection)
     before = {variant: len(subjects) for variant, subjects in world.units().items()}
     settings = connection.settings_dict
     import psycopg
@@ -186,9 +190,9 @@ def test_fold__writer_commits_out_of_sequence_order__no_event_skipped(world):
         )
         second.commit()
         # When the projection runs while the first writer is still open
-        base.catch_up(experiment_projection)
+        runner.catch_up(experiment_projection)
         first.commit()
-    base.catch_up(experiment_projection)
+    runner.catch_up(experiment_projection)
     # Then both exposures count, once
     summary = ExperimentSummary.objects.get(experiment_key=world.key)
     assert summary.units == {
@@ -205,7 +209,7 @@ def test_fold__two_runners_at_once__no_double_counting(world):
 
     def run() -> None:
         try:
-            base.catch_up(experiment_projection, chunk=50)
+            runner.catch_up(experiment_projection, chunk=50, wait_busy=True)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
         finally:
@@ -227,5 +231,5 @@ def test_readyz__events_not_folded__reports_projection_lag(world, anonymous):
     populate(world, subjects=10, seed=9)
     lag = anonymous.get("/readyz").json()["projections"]["experiments"]
     assert lag["events_behind"] > 0
-    base.catch_up(experiment_projection)
+    runner.catch_up(experiment_projection)
     assert anonymous.get("/readyz").json()["projections"]["experiments"]["events_behind"] == 0

@@ -51,14 +51,40 @@ class ResultsSerializer(serializers.Serializer[Any]):
     status = serializers.CharField()
     computed_at = serializers.DateTimeField(allow_null=True)
     multiple_exposures = serializers.IntegerField()
+    excluded_events = serializers.IntegerField(
+        help_text="Feedback events on the experiment's predictions left out of every figure "
+        "because their value is out of API.md's bounds (stored before the bounds were "
+        "enforced, or written around the API)."
+    )
+    warning = serializers.CharField(
+        allow_null=True,
+        help_text="Set when these figures are not up to date because folding this "
+        "experiment failed: when, why, and when it is retried.",
+    )
     srm = SrmSerializer(required=False)
     metrics = MetricResultSerializer(many=True, required=False)
     segment = serializers.CharField(required=False)
     values = SegmentValueSerializer(many=True, required=False)
 
 
+class ProjectionRunSerializer(serializers.Serializer[Any]):
+    folded = serializers.IntegerField(help_text="Events this run folded.")
+    status = serializers.ChoiceField(
+        choices=["up_to_date", "behind", "skipped", "busy", "failing"],
+        help_text="up_to_date: every event below the horizon is folded; failing: its folds "
+        "fail (error, retry_at); the others appear only in scheduled runs or past the bound.",
+    )
+    error = serializers.CharField(required=False)
+    retry_at = serializers.DateTimeField(required=False)
+
+
 class AggregationRunSerializer(serializers.Serializer[Any]):
-    projections = serializers.DictField(child=serializers.DictField())
+    projections = serializers.DictField(child=ProjectionRunSerializer())
+    rules = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Rules judged once after the folds, counted by outcome (evaluated, alerted, "
+        "jobs, quiet, insufficient, cooling_down, errors, backing_off).",
+    )
 
 
 class PerformanceRowSerializer(serializers.Serializer[Any]):
@@ -79,9 +105,18 @@ class PerformanceRowSerializer(serializers.Serializer[Any]):
     latency_p50 = serializers.FloatField(allow_null=True)
     latency_p95 = serializers.FloatField(allow_null=True)
     latency_p99 = serializers.FloatField(allow_null=True)
+    excluded_events = serializers.IntegerField(
+        help_text="Predictions of this row left out of every figure for a number out of "
+        "API.md's bounds."
+    )
 
 
 class PerformanceSerializer(serializers.Serializer[Any]):
     model = serializers.CharField()
     bucket = serializers.ChoiceField(choices=["hour", "day"])
+    warning = serializers.CharField(
+        allow_null=True,
+        help_text="Set when these figures are not up to date because folding this model "
+        "failed: when, why, and when it is retried.",
+    )
     results = PerformanceRowSerializer(many=True)

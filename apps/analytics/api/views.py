@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from apps.analytics import selectors, services
 from apps.analytics.api import serializers
+from apps.core.schema import error_responses
 
 
 class ExperimentResultsView(APIView):
@@ -33,9 +34,22 @@ class ExperimentResultsView(APIView):
 class AggregationRunView(APIView):
     scopes = {"POST": "manage"}
 
-    @extend_schema(request=None, responses=serializers.AggregationRunSerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: serializers.AggregationRunSerializer,
+            **error_responses(
+                {
+                    503: "Not every projection was up to date within "
+                    "KAIZEN_AGGREGATION_RUN_TIMEOUT_SECONDS (120 s); details name them. "
+                    "They keep folding in the workers; retry after Retry-After."
+                },
+                503,
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
-        return Response(services.aggregations_run())
+        return Response(services.aggregations_run_now())
 
 
 class ModelPerformanceView(APIView):

@@ -1,40 +1,41 @@
-"""The projection machinery: incremental folds of the log by watermark, exactly once.
+"""What a projection is: the event tables it reads, how it folds a window, and its units.
 
-A projection names the event tables it reads and folds a window (after, upto] of the log's
-(xid, seq) order into its aggregate tables with set-based SQL. `fold_next` runs one window
-in one transaction: it locks the projection's ProjectionState row (so two workers never
-fold the same window; the second waits, then sees the advanced watermark), takes the safe
-horizon (no running transaction below it, see apps.events.selectors), picks the window end
-at the `chunk`-th event after the watermark, folds, and writes the new watermark — all in
-the same transaction, so a crash anywhere redoes the slice and never double counts.
+A projection folds a window (after, upto] of the log's (xid, seq) order into its aggregate
+tables with set-based SQL (runner.py drives the windows, the watermark and the timing).
+`fold` returns what the window did besides its aggregates: events it left out for numbers
+out of API.md's bounds, and units (an experiment, a model) whose part of the fold failed.
 
-What stalls a projection: a transaction left open anywhere in the database holds the
-horizon back (nothing it could still insert is folded past). Settings bound that with
-`idle_in_transaction_session_timeout`; folds are capped at `chunk` events per transaction.
+A unit that fails is isolated, not fatal: its part of the window is rolled back to a
+savepoint, the unit is recorded in UnitFailure (in the fold's transaction) and left out of
+later windows, and once its backoff has passed a fold recomputes it from the log up to
+that fold's window end (`recompute_units`). Every other unit keeps advancing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
+import psycopg
+from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import apps
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
 
-from apps.events.selectors import Position, safe_horizon
+from apps.core.backoff import backoff_seconds, worth_logging
+from apps.core.errors import describe_error
+from apps.events.selectors import Position
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 100_000
-# Rebuilds fold bigger windows. A window's joins read the other side of every pair from the
-# whole log, and a subject's per-subject rows are rewritten once per window that touches it,
-# so the fewer windows the cheaper; a window of 5,000,000 events is one transaction of
-# about 20 s on a 2-core machine (the horizon of concurrent folds waits for it).
-REBUILD_CHUNK = 5_000_000
+# A unit that fails again waits twice as long, up to this.
+UNIT_BACKOFF_SECONDS = 5
+UNIT_BACKOFF_MAX_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,20 @@ class Window:
             "upto_xid": self.upto.xid,
             "upto_seq": self.upto.seq,
         }
+
+    def __str__(self) -> str:
+        return f"({self.after.xid}, {self.after.seq}] .. ({self.upto.xid}, {self.upto.seq}]"
+
+
+@dataclass
+class FoldOutcome:
+    """What folding one window did besides updating the aggregates."""
+
+    # Events of the window left out for a number out of bounds.
+    excluded: int = 0
+    # Units whose part failed (recorded in UnitFailure) and units recomputed after failing.
+    failed_units: list[str] = field(default_factory=list)
+    recomputed_units: list[str] = field(default_factory=list)
 
 
 def in_window(alias: str) -> str:
@@ -73,8 +88,10 @@ class Projection(Protocol):
     name: str
     # Event models whose rows move the watermark, as "app_label.Model".
     sources: tuple[str, ...]
+    # Bumped when the projection's code folds differently: the aggregates are rebuilt.
+    version: int
 
-    def fold(self, cursor: CursorWrapper, window: Window) -> None: ...
+    def fold(self, cursor: CursorWrapper, window: Window) -> FoldOutcome: ...
 
     def reset(self, cursor: CursorWrapper) -> None: ...
 
@@ -82,9 +99,14 @@ class Projection(Protocol):
 _registry: dict[str, Projection] = {}
 
 
-def register(projection: Projection) -> Projection:
+def register[P: Projection](projection: P) -> P:
     _registry[projection.name] = projection
     return projection
+
+
+def unregister(name: str) -> None:
+    """Forget a projection (tests that register one of their own)."""
+    _registry.pop(name, None)
 
 
 def projections() -> list[Projection]:
@@ -95,102 +117,121 @@ def projection_get(name: str) -> Projection | None:
     return _registry.get(name)
 
 
-def _lock_state(cursor: CursorWrapper, name: str) -> Position:
-    cursor.execute(
-        "INSERT INTO analytics_projectionstate (name, xid, seq, events_folded) "
-        "VALUES (%s, 0, 0, 0) ON CONFLICT (name) DO NOTHING",
-        [name],
-    )
-    cursor.execute(
-        "SELECT xid, seq FROM analytics_projectionstate WHERE name = %s FOR UPDATE", [name]
-    )
-    row = cursor.fetchone()
-    assert row is not None  # noqa: S101 - inserted just above
-    return Position(int(row[0]), int(row[1]))
+# --- units: isolation of one experiment's or one model's part of a fold ----------------------
 
 
-def _window_end(
-    cursor: CursorWrapper, projection: Projection, after: Position, horizon: int, chunk: int
-) -> tuple[Position, int] | None:
-    """The position of the chunk-th event after `after` (or the last one) and the count."""
-    branches = " UNION ALL ".join(
-        f"(SELECT xid, seq FROM {table(label)} "  # noqa: S608 - table names from the model registry
-        "WHERE (xid, seq) > (%(xid)s, %(seq)s) AND xid < %(horizon)s "
-        "ORDER BY xid, seq LIMIT %(chunk)s)"
-        for label in projection.sources
-    )
-    # The window's last position and size are found in the server: a rebuild's window holds
-    # millions of positions, not worth sending over.
-    cursor.execute(
-        f"WITH candidates AS MATERIALIZED (SELECT xid, seq FROM ({branches}) AS branches "  # noqa: S608 - table names from the model registry
-        "ORDER BY xid, seq LIMIT %(chunk)s), "
-        "last AS (SELECT max(xid) AS xid, count(*) AS events FROM candidates) "
-        "SELECT last.xid, (SELECT max(seq) FROM candidates WHERE xid = last.xid), last.events "
-        "FROM last",
-        {"xid": after.xid, "seq": after.seq, "horizon": horizon, "chunk": chunk},
-    )
-    row = cursor.fetchone()
-    if row is None or not row[2]:
-        return None
-    return Position(int(row[0]), int(row[1])), int(row[2])
+@contextmanager
+def unit_savepoint() -> Iterator[None]:
+    """A savepoint around one unit's part of a fold; its failure undoes that part only."""
+    with transaction.atomic():
+        yield
 
 
-def fold_next(projection: Projection, *, chunk: int = DEFAULT_CHUNK) -> int:
-    """Fold the next window of at most `chunk` events; the number of events folded."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        after = _lock_state(cursor, projection.name)
-        horizon = safe_horizon()
-        end = _window_end(cursor, projection, after, horizon, chunk)
-        now = datetime.now(UTC)
-        if end is None:
-            cursor.execute(
-                "UPDATE analytics_projectionstate SET updated_at = %s WHERE name = %s",
-                [now, projection.name],
-            )
-            return 0
-        upto, count = end
-        projection.fold(cursor, Window(after=after, upto=upto))
-        cursor.execute(
-            "UPDATE analytics_projectionstate SET xid = %s, seq = %s, "
-            "events_folded = events_folded + %s, updated_at = %s WHERE name = %s",
-            [upto.xid, upto.seq, count, now, projection.name],
-        )
-    logger.info(
-        "projection.folded",
-        extra={"projection": projection.name, "events": count, "xid": upto.xid, "seq": upto.seq},
-    )
-    return count
-
-
-Progress = Callable[[str, int], None]
-
-
-def catch_up(
-    projection: Projection,
+def run_unit(
+    cursor: CursorWrapper,
     *,
-    chunk: int = DEFAULT_CHUNK,
-    max_events: int | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """Fold windows until the projection reaches the horizon (or `max_events`)."""
-    total = 0
-    while max_events is None or total < max_events:
-        folded = fold_next(projection, chunk=chunk)
-        if folded == 0:
-            break
-        total += folded
-        if progress is not None:
-            progress(projection.name, total)
-    return total
-
-
-def reset(projection: Projection) -> None:
-    """Throw the projection's aggregates away and move its watermark to the log's start."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        _lock_state(cursor, projection.name)
-        projection.reset(cursor)
-        cursor.execute(
-            "UPDATE analytics_projectionstate SET xid = 0, seq = 0, events_folded = 0, "
-            "updated_at = NULL WHERE name = %s",
-            [projection.name],
+    projection: str,
+    unit: str,
+    label: str,
+    window: Window,
+    outcome: FoldOutcome,
+    work: Callable[[], None],
+) -> bool:
+    """Run one unit's part of a fold in a savepoint; on failure, record it and go on."""
+    try:
+        with unit_savepoint():
+            work()
+    except Exception as error:
+        if interrupts_fold(error):
+            raise
+        unit_failed(
+            cursor, projection=projection, unit=unit, label=label, window=window, error=error
         )
+        outcome.failed_units.append(unit)
+        return False
+    return True
+
+
+class FoldTimeout(Exception):
+    """A fold ran past its time budget (runner.py rolls it back and shrinks the window)."""
+
+
+def is_timeout(error: BaseException) -> bool:
+    """Whether `error` is the fold running out of time: its budget, its statement_timeout,
+    or its Celery task's soft time limit."""
+    if isinstance(error, FoldTimeout | SoftTimeLimitExceeded):
+        return True
+    return isinstance(error.__cause__, psycopg.errors.QueryCanceled)
+
+
+def interrupts_fold(error: BaseException) -> bool:
+    """Whether `error` stops the whole fold rather than one unit: a timeout of the fold or
+    of its task, an operator's cancel, or a connection that is gone."""
+    if isinstance(error, FoldTimeout | SoftTimeLimitExceeded):
+        return True
+    cause = error.__cause__
+    if isinstance(cause, psycopg.Error):
+        state = cause.sqlstate or ""
+        # 57: operator intervention (statement timeout, cancel, shutdown); 08: connection.
+        return state.startswith(("57", "08")) or cause.sqlstate is None
+    return False
+
+
+def unit_failed(
+    cursor: CursorWrapper,
+    *,
+    projection: str,
+    unit: str,
+    label: str,
+    window: Window,
+    error: Exception,
+) -> None:
+    """Record that `unit` failed in `window` (attempts count up, backoff doubles)."""
+    now = timezone.now()
+    cursor.execute(
+        "SELECT attempts FROM analytics_unitfailure WHERE projection = %s AND unit = %s",
+        [projection, unit],
+    )
+    row = cursor.fetchone()
+    attempts = int(row[0]) + 1 if row else 1
+    retry_at = now + timedelta(
+        seconds=backoff_seconds(attempts, base=UNIT_BACKOFF_SECONDS, cap=UNIT_BACKOFF_MAX_SECONDS)
+    )
+    cursor.execute(
+        "INSERT INTO analytics_unitfailure (projection, unit, label, error, attempts, "
+        "first_failed_at, last_failed_at, retry_at, failed_window) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (projection, unit) DO UPDATE SET error = EXCLUDED.error, "
+        "attempts = EXCLUDED.attempts, last_failed_at = EXCLUDED.last_failed_at, "
+        "retry_at = EXCLUDED.retry_at, failed_window = EXCLUDED.failed_window",
+        [projection, unit, label, describe_error(error), attempts, now, now, retry_at, str(window)],
+    )
+    extra = {"projection": projection, "unit": label, "attempts": attempts, "window": str(window)}
+    if worth_logging(attempts):
+        logger.error("projection.unit_failed", extra=extra, exc_info=error)
+    else:
+        logger.warning("projection.unit_failed_again", extra=extra)
+
+
+def units_failed(cursor: CursorWrapper, projection: str) -> list[str]:
+    """Units of `projection` currently recorded as failed (left out of windows)."""
+    cursor.execute(
+        "SELECT unit FROM analytics_unitfailure WHERE projection = %s ORDER BY unit", [projection]
+    )
+    return [str(row[0]) for row in cursor.fetchall()]
+
+
+def units_due(cursor: CursorWrapper, projection: str, now: datetime | None = None) -> list[str]:
+    """Failed units of `projection` whose backoff has passed: to recompute in this fold."""
+    cursor.execute(
+        "SELECT unit FROM analytics_unitfailure WHERE projection = %s AND retry_at <= %s "
+        "ORDER BY unit",
+        [projection, now or timezone.now()],
+    )
+    return [str(row[0]) for row in cursor.fetchall()]
+
+
+def unit_recovered(cursor: CursorWrapper, *, projection: str, unit: str) -> None:
+    cursor.execute(
+        "DELETE FROM analytics_unitfailure WHERE projection = %s AND unit = %s", [projection, unit]
+    )

@@ -10,9 +10,11 @@ variance derived in exact arithmetic and rounded once (see models.VariantMetricS
 
 Folding a window (after, upto] costs in proportion to the window, not to the experiment:
 1. Each (prediction, feedback) pair is counted once, when the later of the two is folded:
-   feedback in the window joined with tagged predictions up to `upto`, plus predictions in
-   the window joined with feedback up to `after`. Their sums per (experiment, metric,
-   subject) are the window's deltas, added to SubjectMetricValue with a `numeric` upsert.
+   feedback in the window with tagged predictions up to `upto`, plus predictions in the
+   window with feedback up to `after`. A pair whose value is out of API.md's bounds (a row
+   stored before the bounds, or around the API) is left out and counted in the
+   experiment's `excluded_events`. The rest summed per (experiment, metric, subject) are
+   the window's deltas, added to SubjectMetricValue with a `numeric` upsert.
 2. The subjects the window touched (a delta or an exposure in the window) are looked at as
    of `after` and as of `upto` — membership from their exposures at or before each bound,
    values from SubjectMetricValue before and after the deltas — and every group's
@@ -22,63 +24,106 @@ Folding a window (after, upto] costs in proportion to the window, not to the exp
 3. An experiment seen for the first time, or whose metrics or breakdown attributes changed
    since its statistics were computed, is recomputed from scratch instead: every subject
    exposed up to `upto` counts as touched, with nothing before.
+
+Plans that do not depend on the planner's statistics: every row the window needs from a
+stored table (a prediction, its feedback, a subject's exposures, a stored value) is looked
+up through an index by a LATERAL subquery on its full key, which PostgreSQL runs once per
+window row whatever it believes of the table's size; everything else joins temporary
+tables of the window, analysed as they are filled. A fold costs O(window × log(table)).
+
+Each experiment's statistics change in a savepoint of their own (base.run_unit): one that
+fails is left as it was, recorded, and recomputed from scratch once its backoff passed;
+the other experiments of the window are folded as usual.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
-from apps.analytics.projections.base import Window, at_or_before, in_window, register, table
+from apps.analytics.projections import base
+from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window, table
+from apps.ingest import selectors as ingest_selectors
 
-# A window that changes this many per-subject values refreshes the table's statistics:
-# a rebuild refills it inside its windows, where autovacuum cannot see it, and without
-# statistics the planner joins the units to their values with a nested loop (quadratic).
-ANALYZE_AFTER_ROWS = 10_000
+_TEMPORARY = (
+    "analytics_pairs",
+    "analytics_deltas",
+    "analytics_plan",
+    "analytics_touched",
+    "analytics_membership",
+    "analytics_values",
+)
 
-_TEMPORARY = ("analytics_deltas", "analytics_plan", "analytics_touched", "analytics_membership")
+# OFFSET 0 keeps each LATERAL subquery a subquery (PostgreSQL would otherwise pull it up
+# into a plain join and pick the join method from its statistics): it runs per window row,
+# through the index of its full key.
+_PAIRS = """
+CREATE TEMPORARY TABLE analytics_pairs ON COMMIT DROP AS
+SELECT p.experiment AS experiment_key, f.metric, p.subject, f.value,
+       {feedback_in_bounds} AS in_bounds
+FROM {feedback} f
+CROSS JOIN LATERAL (
+    SELECT p.experiment, p.subject FROM {prediction} p
+    WHERE p.id = f.prediction_id AND p.experiment IS NOT NULL AND {prediction_upto}
+    LIMIT 1
+) AS p
+WHERE {feedback_in_window} AND f.value IS NOT NULL
+UNION ALL
+SELECT p.experiment, f.metric, p.subject, f.value, {feedback_in_bounds}
+FROM {prediction} p
+CROSS JOIN LATERAL (
+    SELECT f.metric, f.value FROM {feedback} f
+    WHERE f.prediction_id = p.id AND f.value IS NOT NULL AND {feedback_after}
+    OFFSET 0
+) AS f
+WHERE {prediction_in_window} AND p.experiment IS NOT NULL
+"""
 
 _DELTAS = """
 CREATE TEMPORARY TABLE analytics_deltas ON COMMIT DROP AS
-WITH pairs AS (
-    SELECT p.experiment AS experiment_key, f.metric, p.subject, f.value::numeric AS value
-    FROM {feedback} f
-    JOIN {prediction} p ON p.id = f.prediction_id
-    WHERE {feedback_in_window} AND f.value IS NOT NULL
-      AND p.experiment IS NOT NULL AND {prediction_upto}
-    UNION ALL
-    SELECT p.experiment, f.metric, p.subject, f.value::numeric
-    FROM {prediction} p
-    JOIN {feedback} f ON f.prediction_id = p.id
-    WHERE {prediction_in_window} AND p.experiment IS NOT NULL
-      AND f.value IS NOT NULL AND {feedback_after}
-)
-SELECT experiment_key, metric, subject, sum(value) AS delta FROM pairs
+SELECT experiment_key, metric, subject, sum(value::numeric) AS delta
+FROM analytics_pairs WHERE in_bounds
 GROUP BY experiment_key, metric, subject
 """
 
 _UPSERT_VALUES = """
 INSERT INTO analytics_subjectmetricvalue (experiment_key, metric, subject, value)
 SELECT experiment_key, metric, subject, delta FROM analytics_deltas
+ORDER BY experiment_key, metric, subject
 ON CONFLICT (experiment_key, metric, subject)
 DO UPDATE SET value = analytics_subjectmetricvalue.value + EXCLUDED.value
+"""
+
+# Out-of-bounds pairs count against their experiment whatever its state (a failed or
+# recomputed experiment keeps the count: it is of the log, not of the statistics).
+_EXCLUDED = """
+INSERT INTO analytics_experimentsummary
+    (experiment_key, units, multiple_exposures, excluded_events, configuration, computed_at)
+SELECT experiment_key, '{}'::jsonb, 0, count(*), '', now()
+FROM analytics_pairs WHERE NOT in_bounds
+GROUP BY experiment_key
+ORDER BY experiment_key
+ON CONFLICT (experiment_key) DO UPDATE
+SET excluded_events = analytics_experimentsummary.excluded_events + EXCLUDED.excluded_events
 """
 
 _TOUCHED_EXPERIMENTS = """
 SELECT e.id, e.key, e.breakdown_attributes,
        COALESCE((SELECT array_agg(m.key || ':' || m.type ORDER BY m.key)
-                 FROM experiments_experimentmetric m WHERE m.experiment_id = e.id), '{{}}'),
+                 FROM {metric} m WHERE m.experiment_id = e.id), '{{}}'),
        COALESCE(s.configuration, '')
-FROM experiments_experiment e
+FROM {experiment} e
 LEFT JOIN analytics_experimentsummary s ON s.experiment_key = e.key
 WHERE e.key IN (SELECT DISTINCT experiment_key FROM analytics_deltas)
    OR e.id IN (SELECT DISTINCT experiment_id FROM {exposure} x WHERE {exposure_in_window})
+   OR e.key = ANY(%(due)s)
 ORDER BY e.key
 """
 
-# The experiments the window touched, and how each is folded (by deltas or recomputed).
+# The touched experiments, and how each is folded (by deltas or recomputed).
 _PLAN = """
 CREATE TEMPORARY TABLE analytics_plan ON COMMIT DROP AS
 SELECT * FROM unnest(%(ids)s::bigint[], %(keys)s::text[], %(attributes)s::text[],
@@ -90,11 +135,11 @@ SELECT * FROM unnest(%(ids)s::bigint[], %(keys)s::text[], %(attributes)s::text[]
 # or an exposure in the window.
 _TOUCHED = """
 CREATE TEMPORARY TABLE analytics_touched ON COMMIT DROP AS
-SELECT plan.experiment_id, touched.subject
+SELECT DISTINCT plan.experiment_id, plan.experiment_key, touched.subject
 FROM analytics_plan plan
 JOIN LATERAL (
     SELECT d.subject FROM analytics_deltas d WHERE d.experiment_key = plan.experiment_key
-    UNION
+    UNION ALL
     SELECT x.subject FROM {exposure} x
     WHERE x.experiment_id = plan.experiment_id AND {exposure_in_window}
 ) AS touched ON true
@@ -103,42 +148,54 @@ WHERE NOT plan.recomputed
 
 # Each subject to look at, as of `after` (before_*) and as of `upto` (after_*): how many
 # variants it was exposed to, and for a unit (one variant) that variant and its attributes.
-# Touched subjects of experiments folded by deltas; every exposed subject of those
-# recomputed, with nothing before.
+# Touched subjects of experiments folded by deltas (their exposures looked up by
+# (experiment, subject)); every exposed subject of those recomputed, with nothing before.
 _MEMBERSHIP = """
 CREATE TEMPORARY TABLE analytics_membership ON COMMIT DROP AS
-SELECT t.experiment_id, t.subject,
-       count(x.id) FILTER (WHERE {exposure_after}) AS before_count,
-       min(x.variant) FILTER (WHERE {exposure_after}) AS before_variant,
-       (array_agg(x.attributes) FILTER (WHERE {exposure_after}))[1] AS before_attributes,
-       count(x.id) AS after_count,
-       min(x.variant) AS after_variant,
-       (array_agg(x.attributes))[1] AS after_attributes
+SELECT t.experiment_id, t.experiment_key, t.subject, x.*
 FROM analytics_touched t
-LEFT JOIN {exposure} x
-  ON x.experiment_id = t.experiment_id AND x.subject = t.subject AND {exposure_upto}
-GROUP BY t.experiment_id, t.subject
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE {exposure_after}) AS before_count,
+           min(x.variant) FILTER (WHERE {exposure_after}) AS before_variant,
+           (array_agg(x.attributes) FILTER (WHERE {exposure_after}))[1] AS before_attributes,
+           count(*) AS after_count,
+           min(x.variant) AS after_variant,
+           (array_agg(x.attributes))[1] AS after_attributes
+    FROM {exposure} x
+    WHERE x.experiment_id = t.experiment_id AND x.subject = t.subject AND {exposure_upto}
+) AS x
 UNION ALL
-SELECT x.experiment_id, x.subject, 0, NULL, NULL,
+SELECT x.experiment_id, plan.experiment_key, x.subject, 0, NULL, NULL,
        count(*), min(x.variant), (array_agg(x.attributes))[1]
-FROM {exposure} x
-WHERE x.experiment_id IN (SELECT experiment_id FROM analytics_plan WHERE recomputed)
-  AND {exposure_upto}
-GROUP BY x.experiment_id, x.subject
+FROM analytics_plan plan
+JOIN {exposure} x ON x.experiment_id = plan.experiment_id
+WHERE plan.recomputed AND {exposure_upto}
+GROUP BY x.experiment_id, plan.experiment_key, x.subject
+"""
+
+# The stored value of every (unit, metric) the groups need, by its unique key.
+_VALUES = """
+CREATE TEMPORARY TABLE analytics_values ON COMMIT DROP AS
+SELECT mb.experiment_id, mb.subject, m.key AS metric, m.type,
+       COALESCE(v.value, 0) AS after_value
+FROM analytics_membership mb
+JOIN {metric} m ON m.experiment_id = mb.experiment_id
+LEFT JOIN LATERAL (
+    SELECT v.value FROM analytics_subjectmetricvalue v
+    WHERE v.experiment_key = mb.experiment_key AND v.metric = m.key AND v.subject = mb.subject
+    LIMIT 1
+) AS v ON true
+WHERE mb.after_count = 1 OR mb.before_count = 1
 """
 
 # What the touched units bring to each group as of `upto` (+) minus as of `after` (−).
 _GROUP_CHANGES = """
-WITH metrics AS (
-    SELECT key, type FROM experiments_experimentmetric WHERE experiment_id = %(experiment_id)s
-), subjects AS (
+WITH subjects AS (
     SELECT mb.before_count, mb.before_variant, mb.before_attributes,
-           mb.after_count, mb.after_variant, mb.after_attributes, m.key AS metric, m.type,
-           COALESCE(v.value, 0) AS after_value, {before_value} AS before_value
+           mb.after_count, mb.after_variant, mb.after_attributes, v.metric, v.type,
+           v.after_value, {before_value} AS before_value
     FROM analytics_membership mb
-    CROSS JOIN metrics m
-    LEFT JOIN analytics_subjectmetricvalue v
-      ON v.experiment_key = %(experiment_key)s AND v.metric = m.key AND v.subject = mb.subject
+    JOIN analytics_values v ON v.experiment_id = mb.experiment_id AND v.subject = mb.subject
     {deltas_join}
     WHERE mb.experiment_id = %(experiment_id)s AND (mb.after_count = 1 OR mb.before_count = 1)
 ), sides AS (
@@ -174,9 +231,9 @@ SET units = s.units + EXCLUDED.units, total = s.total + EXCLUDED.total,
 # An experiment folded by deltas: a unit's value before the window is its value less the
 # window's delta. One recomputed has no before.
 _BY_DELTAS = {
-    "before_value": "COALESCE(v.value, 0) - COALESCE(d.delta, 0)",
-    "deltas_join": "LEFT JOIN analytics_deltas d ON d.experiment_key = %(experiment_key)s "
-    "AND d.metric = m.key AND d.subject = mb.subject",
+    "before_value": "v.after_value - COALESCE(d.delta, 0)",
+    "deltas_join": "LEFT JOIN analytics_deltas d ON d.experiment_key = mb.experiment_key "
+    "AND d.metric = v.metric AND d.subject = mb.subject",
 }
 _RECOMPUTED = {"before_value": "NULL::numeric", "deltas_join": ""}
 
@@ -208,8 +265,8 @@ FROM analytics_membership WHERE experiment_id = %(experiment_id)s
 
 _SUMMARY = """
 INSERT INTO analytics_experimentsummary
-    (experiment_key, units, multiple_exposures, configuration, computed_at)
-VALUES (%(experiment_key)s, %(units)s::jsonb, %(multiple)s, %(configuration)s, now())
+    (experiment_key, units, multiple_exposures, excluded_events, configuration, computed_at)
+VALUES (%(experiment_key)s, %(units)s::jsonb, %(multiple)s, 0, %(configuration)s, now())
 ON CONFLICT (experiment_key) DO UPDATE
 SET units = EXCLUDED.units, multiple_exposures = EXCLUDED.multiple_exposures,
     configuration = EXCLUDED.configuration, computed_at = EXCLUDED.computed_at
@@ -223,12 +280,17 @@ def _configuration(attributes: list[str] | None, metrics: list[str]) -> str:
 class ExperimentProjection:
     name = "experiments"
     sources: tuple[str, ...] = ("ingest.Prediction", "ingest.Feedback", "experiments.Exposure")
+    # 2: out-of-bounds feedback left out and counted; plans by index lookups.
+    version = 2
 
     def _sql(self, template: str) -> str:
         return template.format(
             feedback=table("ingest.Feedback"),
             prediction=table("ingest.Prediction"),
             exposure=table("experiments.Exposure"),
+            experiment=table("experiments.Experiment"),
+            metric=table("experiments.ExperimentMetric"),
+            feedback_in_bounds=ingest_selectors.feedback_in_bounds_sql("f"),
             feedback_in_window=in_window("f"),
             prediction_in_window=in_window("p"),
             exposure_in_window=in_window("x"),
@@ -238,31 +300,55 @@ class ExperimentProjection:
             exposure_upto=at_or_before("x", "upto"),
         )
 
-    def fold(self, cursor: CursorWrapper, window: Window) -> None:
-        params = window.params()
+    def fold(self, cursor: CursorWrapper, window: Window) -> FoldOutcome:
+        params: dict[str, Any] = window.params()
+        outcome = FoldOutcome()
         for name in _TEMPORARY:
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
-        cursor.execute(self._sql(_DELTAS), params)
-        changed = cursor.rowcount
-        cursor.execute(_UPSERT_VALUES)
-        if changed >= ANALYZE_AFTER_ROWS:
-            cursor.execute("ANALYZE analytics_subjectmetricvalue")
+        cursor.execute(self._sql(_PAIRS), params)
+        cursor.execute(_DELTAS)
         # Autovacuum never analyses temporary tables: without this the planner guesses a
         # handful of rows and may pick nested loops over hundreds of thousands.
         cursor.execute("ANALYZE analytics_deltas")
-        keys = self._plan(cursor, params)
+        cursor.execute(_UPSERT_VALUES)
+        cursor.execute(_EXCLUDED)
+        cursor.execute("SELECT count(*) FROM analytics_pairs WHERE NOT in_bounds")
+        row = cursor.fetchone()
+        outcome.excluded = int(row[0]) if row else 0
+        plan = self._plan(cursor, params)
         cursor.execute(self._sql(_TOUCHED), params)
         cursor.execute("ANALYZE analytics_touched")
         cursor.execute(self._sql(_MEMBERSHIP), params)
+        # Each experiment's statements below read its own rows of these two.
+        cursor.execute("CREATE INDEX ON analytics_membership (experiment_id)")
         cursor.execute("ANALYZE analytics_membership")
-        for key in keys:
-            self.recompute(cursor, experiment_key=key)
+        cursor.execute(self._sql(_VALUES), params)
+        cursor.execute("CREATE INDEX ON analytics_values (experiment_id, subject)")
+        cursor.execute("ANALYZE analytics_values")
+        for key, recovering in plan:
+            recomputed = base.run_unit(
+                cursor,
+                projection=self.name,
+                unit=key,
+                label=f"experiment {key}",
+                window=window,
+                outcome=outcome,
+                work=functools.partial(self.recompute, cursor, experiment_key=key),
+            )
+            if recomputed and recovering:
+                base.unit_recovered(cursor, projection=self.name, unit=key)
+                outcome.recomputed_units.append(key)
         for name in _TEMPORARY:
             cursor.execute(f"DROP TABLE {name}")
+        return outcome
 
-    def _plan(self, cursor: CursorWrapper, params: dict[str, int]) -> list[str]:
-        """Record the touched experiments in analytics_plan; their keys."""
-        cursor.execute(self._sql(_TOUCHED_EXPERIMENTS), params)
+    def _plan(self, cursor: CursorWrapper, params: dict[str, Any]) -> list[tuple[str, bool]]:
+        """Record the experiments to fold in analytics_plan: those the window touched,
+        less those failed and waiting, plus those failed and due (recomputed). Their keys,
+        each with whether it is recovering from a failure."""
+        failed = set(base.units_failed(cursor, self.name))
+        due = set(base.units_due(cursor, self.name))
+        cursor.execute(self._sql(_TOUCHED_EXPERIMENTS), {**params, "due": sorted(due)})
         plan: dict[str, list[Any]] = {
             "ids": [],
             "keys": [],
@@ -271,14 +357,16 @@ class ExperimentProjection:
             "recomputed": [],
         }
         for experiment_id, key, attributes, metrics, stored in cursor.fetchall():
+            if key in failed and key not in due:
+                continue
             configuration = _configuration(attributes, list(metrics))
             plan["ids"].append(experiment_id)
             plan["keys"].append(key)
             plan["attributes"].append(json.dumps(list(attributes or [])))
             plan["configurations"].append(configuration)
-            plan["recomputed"].append(configuration != stored)
+            plan["recomputed"].append(configuration != stored or key in due)
         cursor.execute(_PLAN, plan)
-        return list(plan["keys"])
+        return [(key, key in due) for key in plan["keys"]]
 
     def recompute(self, cursor: CursorWrapper, *, experiment_key: str) -> None:
         """Bring one experiment's statistics to the window's end, from the tables `fold`
@@ -349,4 +437,4 @@ class ExperimentProjection:
         )
 
 
-experiment_projection = register(ExperimentProjection())
+experiment_projection = base.register(ExperimentProjection())

@@ -28,6 +28,19 @@ a latency x > 0 falls in bin floor(ln x / ln GAMMA) and is represented by
 2·GAMMA^(bin+1)/(GAMMA + 1), within α of any value of the bin (DDSketch); x = 0 has its
 own bin, represented by 0. Bin counts add, so sketches merge exactly across cells.
 
+Bounds. A prediction carrying a number out of API.md's bounds (latency, score or value: a
+row stored before the bounds were enforced, or written around the API) is left out of every
+figure and counted in its cells' `excluded`; a value feedback out of bounds is never a truth.
+
+Plans. Window rows reach stored rows (a prediction, its stored outcome, its feedback)
+through LATERAL subqueries on their indexed keys, run once per window row whatever the
+planner believes of the tables' sizes, so a fold costs O(window × log(table)).
+
+Models are the units of isolation (base.run_unit): a window is folded for every model at
+once in a savepoint, and if that fails, model by model, each in its own savepoint; a model
+that fails is recorded, left out of later windows, and refolded from scratch once its
+backoff has passed.
+
 Model facts. A `model_updated` registry event (threshold, positive label or segment
 attributes changed) refolds that model from scratch in the fold that reaches it, with its
 current facts — the numbers a rebuild would give. That fold reads every prediction of the
@@ -36,11 +49,20 @@ model: a rare, admin-made change pays for exactness.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
-from apps.analytics.projections.base import Window, at_or_before, in_window, register, table
+from apps.analytics.projections import base
+from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window, table
+from apps.ingest import selectors as ingest_selectors
+from apps.registry import selectors as registry_selectors
+
+logger = logging.getLogger(__name__)
 
 # Values of one attribute that get their own cell (per model), in log order.
 TOP_VALUES = 100
@@ -62,8 +84,11 @@ _TEMPORARY = ("perf_touched", "perf_keys", "perf_segments", "perf_truth", "perf_
 _WINDOW_IDS = """
 SELECT p.id FROM {prediction} p WHERE {prediction_in_window}
 UNION
-SELECT f.prediction_id FROM {feedback} f
-JOIN analytics_predictionoutcome s ON s.prediction_id = f.prediction_id
+SELECT s.prediction_id FROM {feedback} f
+CROSS JOIN LATERAL (
+    SELECT s.prediction_id FROM analytics_predictionoutcome s
+    WHERE s.prediction_id = f.prediction_id LIMIT 1
+) AS s
 WHERE {feedback_in_window}
 """
 
@@ -79,16 +104,22 @@ SELECT p.id, p.xid, p.seq, p.model_version_id, v.model_id, m.task, m.positive_la
        m.decision_threshold, m.segment_attributes,
        date_trunc('hour', p.occurred_at, 'UTC') AS bucket,
        p.attributes, p.output_label, p.output_score, p.output_value, p.latency_ms,
-       p.error IS NOT NULL AS failed,
+       p.error IS NOT NULL AS failed, {prediction_in_bounds} AS in_bounds,
        s.prediction_id IS NULL AS fresh,
        s.segments AS old_segments, s.labeled AS old_labeled,
        s.predicted_positive AS old_predicted_positive, s.actual_positive AS old_actual_positive,
        s.predicted AS old_predicted, s.actual AS old_actual, s.error AS old_error
 FROM ({ids}) AS ids
-JOIN {prediction} p ON p.id = ids.id
+CROSS JOIN LATERAL (
+    SELECT * FROM {prediction} p WHERE p.id = ids.id LIMIT 1
+) AS p
 JOIN {version} v ON v.id = p.model_version_id
 JOIN {model} m ON m.id = v.model_id
-LEFT JOIN analytics_predictionoutcome s ON s.prediction_id = p.id
+LEFT JOIN LATERAL (
+    SELECT * FROM analytics_predictionoutcome s WHERE s.prediction_id = p.id LIMIT 1
+) AS s ON true
+WHERE v.model_id <> ALL(%(skip_models)s::bigint[])
+  AND (%(only_model)s::bigint IS NULL OR v.model_id = %(only_model)s::bigint)
 """
 
 # New attribute values get their own segment while the attribute has fewer than TOP_VALUES,
@@ -160,19 +191,27 @@ JOIN analytics_performancesegment g
 GROUP BY k.id
 """
 
-# The truth: the latest label feedback (classification) or value feedback (regression).
+# The truth: the latest label feedback (classification) or value feedback within bounds
+# (regression), of the predictions that count.
 _TRUTH = """
 CREATE TEMPORARY TABLE perf_truth ON COMMIT DROP AS
-SELECT DISTINCT ON (f.prediction_id) f.prediction_id, f.label, f.value
-FROM {feedback} f JOIN perf_touched t ON t.id = f.prediction_id
-WHERE {feedback_upto} AND (f.value IS NOT NULL) = (t.task = 'regression')
-ORDER BY f.prediction_id, f.occurred_at DESC, f.seq DESC
+SELECT t.id AS prediction_id, f.label, f.value
+FROM perf_touched t
+CROSS JOIN LATERAL (
+    SELECT f.label, f.value FROM {feedback} f
+    WHERE f.prediction_id = t.id AND {feedback_upto}
+      AND (f.value IS NOT NULL) = (t.task = 'regression') AND {feedback_in_bounds}
+    ORDER BY f.occurred_at DESC, f.seq DESC
+    LIMIT 1
+) AS f
+WHERE t.in_bounds
 """
 
 _OUTCOMES = """
 CREATE TEMPORARY TABLE perf_outcomes ON COMMIT DROP AS
 WITH outcome AS (
     SELECT t.id, t.model_id, t.model_version_id, t.bucket, t.fresh, t.failed, t.latency_ms,
+           t.in_bounds,
            COALESCE(t.old_segments, sg.segments) AS segments,
            t.old_labeled, t.old_predicted_positive, t.old_actual_positive,
            t.old_predicted, t.old_actual, t.old_error,
@@ -200,7 +239,13 @@ SELECT labeled.*,
        fresh OR (labeled, predicted_positive, actual_positive, predicted, actual, error)
            IS DISTINCT FROM (old_labeled, old_predicted_positive, old_actual_positive,
                              old_predicted, old_actual, old_error) AS moved
-FROM labeled
+FROM labeled WHERE in_bounds
+UNION ALL
+SELECT t.id, t.model_id, t.model_version_id, t.bucket, t.fresh, t.failed, t.latency_ms,
+       false, COALESCE(t.old_segments, sg.segments), NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, false, true
+FROM perf_touched t LEFT JOIN perf_segments sg ON sg.id = t.id
+WHERE NOT t.in_bounds AND t.fresh
 """
 
 _STORE_OUTCOMES = """
@@ -209,7 +254,8 @@ INSERT INTO analytics_predictionoutcome
      predicted_positive, actual_positive, predicted, actual, error)
 SELECT id, model_id, model_version_id, bucket, segments, labeled,
        predicted_positive, actual_positive, predicted, actual, error
-FROM perf_outcomes WHERE moved
+FROM perf_outcomes WHERE moved AND in_bounds
+ORDER BY id
 ON CONFLICT (prediction_id) DO UPDATE
 SET labeled = EXCLUDED.labeled, predicted_positive = EXCLUDED.predicted_positive,
     actual_positive = EXCLUDED.actual_positive, predicted = EXCLUDED.predicted,
@@ -235,11 +281,12 @@ _TRUE_NEGATIVES = _count_delta(predicted_positive=False, actual_positive=False)
 
 _CELLS = f"""
 INSERT INTO analytics_performancecell AS c
-    (model_version_id, segment_id, bucket, predictions, errors, labeled,
+    (model_version_id, segment_id, bucket, predictions, excluded, errors, labeled,
      true_positives, false_positives, false_negatives, true_negatives,
      error_sum, absolute_error_sum, squared_error_sum)
 SELECT o.model_version_id, s.segment_id, o.bucket,
-       sum(o.fresh::int), sum((o.fresh AND o.failed)::int),
+       sum((o.fresh AND o.in_bounds)::int), sum((o.fresh AND NOT o.in_bounds)::int),
+       sum((o.fresh AND o.in_bounds AND o.failed)::int),
        sum(o.labeled::int - COALESCE(o.old_labeled, false)::int),
        {_TRUE_POSITIVES}, {_FALSE_POSITIVES}, {_FALSE_NEGATIVES}, {_TRUE_NEGATIVES},
        sum(COALESCE(o.error, 0) - COALESCE(o.old_error, 0)),
@@ -251,6 +298,7 @@ GROUP BY o.model_version_id, s.segment_id, o.bucket
 ORDER BY o.model_version_id, s.segment_id, o.bucket
 ON CONFLICT (model_version_id, segment_id, bucket) DO UPDATE
 SET predictions = c.predictions + EXCLUDED.predictions,
+    excluded = c.excluded + EXCLUDED.excluded,
     errors = c.errors + EXCLUDED.errors,
     labeled = c.labeled + EXCLUDED.labeled,
     true_positives = c.true_positives + EXCLUDED.true_positives,
@@ -271,7 +319,7 @@ CROSS JOIN LATERAL (
     SELECT CASE WHEN o.latency_ms > 0 THEN floor(ln(o.latency_ms) / ln(%(gamma)s))::int
                 ELSE %(zero_bin)s END
 ) AS b(bin)
-WHERE o.fresh AND o.latency_ms IS NOT NULL
+WHERE o.fresh AND o.in_bounds AND o.latency_ms IS NOT NULL
 GROUP BY o.model_version_id, s.segment_id, o.bucket, b.bin
 ORDER BY o.model_version_id, s.segment_id, o.bucket, b.bin
 ON CONFLICT (model_version_id, segment_id, bucket, bin) DO UPDATE
@@ -317,12 +365,22 @@ _FORGET_MODEL = (
 )
 
 
-Params = dict[str, int | float]
+Params = dict[str, Any]
+
+
+_WINDOW_EXCLUDED = """
+SELECT (SELECT count(*) FROM {prediction} p WHERE {prediction_in_window}
+          AND NOT {prediction_in_bounds})
+     + (SELECT count(*) FROM {feedback} f WHERE {feedback_in_window}
+          AND NOT {feedback_in_bounds})
+"""
 
 
 class PerformanceProjection:
     name = "performance"
     sources: tuple[str, ...] = ("ingest.Prediction", "ingest.Feedback", "registry.RegistryEvent")
+    # 2: out-of-bounds predictions left out and counted; plans by index lookups.
+    version = 2
 
     def _sql(self, template: str, **extra: str) -> str:
         return template.format(
@@ -331,6 +389,8 @@ class PerformanceProjection:
             registry_event=table("registry.RegistryEvent"),
             version=table("registry.ModelVersion"),
             model=table("registry.MLModel"),
+            prediction_in_bounds=ingest_selectors.prediction_in_bounds_sql("p"),
+            feedback_in_bounds=ingest_selectors.feedback_in_bounds_sql("f"),
             prediction_in_window=in_window("p"),
             feedback_in_window=in_window("f"),
             registry_in_window=in_window("r"),
@@ -339,31 +399,108 @@ class PerformanceProjection:
             **extra,
         )
 
-    def fold(self, cursor: CursorWrapper, window: Window) -> None:
+    def fold(self, cursor: CursorWrapper, window: Window) -> FoldOutcome:
+        outcome = FoldOutcome()
         params: Params = {**window.params()}
-        self._fold_predictions(cursor, self._sql(_WINDOW_IDS), params)
+        cursor.execute(self._sql(_WINDOW_EXCLUDED), params)
+        row = cursor.fetchone()
+        outcome.excluded = int(row[0]) if row else 0
+        failed = [int(unit) for unit in base.units_failed(cursor, self.name)]
+        due = [int(unit) for unit in base.units_due(cursor, self.name)]
         cursor.execute(self._sql(_UPDATED_MODELS), params)
-        for (model_id,) in cursor.fetchall():
-            self.refold_model(cursor, window, model_id=int(model_id))
+        refolded = sorted({int(model_id) for (model_id,) in cursor.fetchall()} | set(due))
+        # Models refolded below read the whole window anyway; failed ones wait their turn.
+        skipped = sorted(set(failed) | set(refolded))
+        if not self._fold_all(cursor, window, params, skipped):
+            for model_id in self._models_in_window(cursor, params, skipped):
+                only = {**params, "skip_models": skipped, "only_model": model_id}
+                work = functools.partial(
+                    self._fold_predictions, cursor, self._sql(_WINDOW_IDS), only
+                )
+                self._run_model(cursor, window, outcome, model_id, work)
+        for model_id in refolded:
+            work = functools.partial(self.refold_model, cursor, window, model_id=model_id)
+            if self._run_model(cursor, window, outcome, model_id, work) and model_id in due:
+                base.unit_recovered(cursor, projection=self.name, unit=str(model_id))
+                outcome.recomputed_units.append(str(model_id))
+        return outcome
+
+    def _fold_all(
+        self, cursor: CursorWrapper, window: Window, params: Params, skipped: list[int]
+    ) -> bool:
+        """Fold the window for every model at once; False (undone) when that fails."""
+        try:
+            with base.unit_savepoint():
+                self._fold_predictions(
+                    cursor,
+                    self._sql(_WINDOW_IDS),
+                    {**params, "skip_models": skipped, "only_model": None},
+                )
+        except Exception as error:
+            if base.interrupts_fold(error):
+                raise
+            logger.warning(
+                "projection.fold_by_unit",
+                extra={"projection": self.name, "window": str(window), "error": str(error)},
+            )
+            return False
+        return True
+
+    def _models_in_window(
+        self, cursor: CursorWrapper, params: Params, skipped: list[int]
+    ) -> list[int]:
+        cursor.execute(
+            self._sql(
+                "SELECT DISTINCT v.model_id FROM ({ids}) AS ids "
+                "JOIN {prediction} p ON p.id = ids.id "
+                "JOIN {version} v ON v.id = p.model_version_id "
+                "WHERE v.model_id <> ALL(%(skip_models)s::bigint[]) ORDER BY v.model_id",
+                ids=self._sql(_WINDOW_IDS),
+            ),
+            {**params, "skip_models": skipped},
+        )
+        return [int(row[0]) for row in cursor.fetchall()]
+
+    def _run_model(
+        self,
+        cursor: CursorWrapper,
+        window: Window,
+        outcome: FoldOutcome,
+        model_id: int,
+        work: Callable[[], None],
+    ) -> bool:
+        return base.run_unit(
+            cursor,
+            projection=self.name,
+            unit=str(model_id),
+            label=f"model {registry_selectors.model_name(model_id=model_id)}",
+            window=window,
+            outcome=outcome,
+            work=work,
+        )
 
     def refold_model(self, cursor: CursorWrapper, window: Window, *, model_id: int) -> None:
         """Throw one model's cells away and fold its predictions up to the window's end."""
         params: Params = {**window.params(), "model_id": model_id}
         for statement in _FORGET_MODEL:
             cursor.execute(self._sql(statement), params)
-        self._fold_predictions(cursor, self._sql(_MODEL_IDS), params)
+        self._fold_predictions(
+            cursor, self._sql(_MODEL_IDS), {**params, "skip_models": [], "only_model": model_id}
+        )
 
     def _fold_predictions(self, cursor: CursorWrapper, ids: str, params: Params) -> None:
         params = {**params, "top": TOP_VALUES, "gamma": GAMMA, "zero_bin": ZERO_BIN}
         for name in _TEMPORARY:
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(self._sql(_TOUCHED, ids=ids), params)
+        cursor.execute("ANALYZE perf_touched")
         cursor.execute(_ADMIT, params)
         cursor.execute(_KEYS, params)
         cursor.execute(_ENSURE_SEGMENTS, params)
         cursor.execute(_SEGMENTS, params)
         cursor.execute(self._sql(_TRUTH), params)
         cursor.execute(_OUTCOMES, params)
+        cursor.execute("ANALYZE perf_outcomes")
         cursor.execute(_STORE_OUTCOMES, params)
         cursor.execute(_CELLS, params)
         cursor.execute(_LATENCY, params)
@@ -379,4 +516,4 @@ class PerformanceProjection:
         )
 
 
-performance_projection = register(PerformanceProjection())
+performance_projection = base.register(PerformanceProjection())

@@ -33,6 +33,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.analytics.models import SegmentKind
 from apps.analytics.projections.performance import RELATIVE_ERROR, bin_value
+from apps.analytics.selectors.status import stale_warning
 from apps.core.errors import ValidationFailed
 from apps.registry import selectors as registry_selectors
 
@@ -78,6 +79,8 @@ class Totals:
     count: int = 0
     labeled: int = 0
     errors: int = 0
+    # Predictions left out for a number out of bounds (in no other figure).
+    excluded: int = 0
     true_positives: int = 0
     false_positives: int = 0
     false_negatives: int = 0
@@ -91,6 +94,7 @@ class Totals:
         self.count += other.count
         self.labeled += other.labeled
         self.errors += other.errors
+        self.excluded += other.excluded
         self.true_positives += other.true_positives
         self.false_positives += other.false_positives
         self.false_negatives += other.false_negatives
@@ -198,19 +202,20 @@ SELECT 0 AS part, c.model_version_id, g.kind, g.value,
        NULL::text AS predicted, NULL::text AS actual,
        sum(c.predictions) AS count, sum(c.labeled), sum(c.errors),
        sum(c.true_positives), sum(c.false_positives), sum(c.false_negatives),
-       sum(c.true_negatives), sum(c.absolute_error_sum), sum(c.squared_error_sum)
+       sum(c.true_negatives), sum(c.absolute_error_sum), sum(c.squared_error_sum),
+       sum(c.excluded)
 FROM analytics_performancecell c JOIN chosen g ON g.id = c.segment_id
 WHERE {where}
 GROUP BY c.model_version_id, g.kind, g.value, 5
 UNION ALL
 SELECT 1, c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'), c.bin,
-       NULL, NULL, sum(c.count), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+       NULL, NULL, sum(c.count), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM analytics_latencycell c JOIN chosen g ON g.id = c.segment_id
 WHERE {where}
 GROUP BY c.model_version_id, g.kind, g.value, 5, c.bin
 UNION ALL
 SELECT 2, c.model_version_id, g.kind, g.value, date_trunc(%(bucket)s, c.bucket, 'UTC'), NULL,
-       c.predicted, c.actual, sum(c.count), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+       c.predicted, c.actual, sum(c.count), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM analytics_confusioncell c JOIN chosen g ON g.id = c.segment_id
 WHERE {where} AND %(multiclass)s
 GROUP BY c.model_version_id, g.kind, g.value, 5, c.predicted, c.actual
@@ -272,6 +277,7 @@ def _totals(selection: Selection) -> dict[Key, Totals]:
                 true_negatives=int(sums[5]),
                 absolute_error_sum=Decimal(sums[6]),
                 squared_error_sum=Decimal(sums[7]),
+                excluded=int(sums[8]),
             )
         elif part == 1:
             found[key].latency[int(index)] = int(count)
@@ -438,6 +444,7 @@ def model_performance(
     return {
         "model": found.name,
         "bucket": bucket,
+        "warning": stale_warning("performance", str(found.id)),
         "results": [_row(found.task, names, segment, key, totals[key]) for key in order],
     }
 
@@ -454,6 +461,7 @@ def _row(
         "labeled": totals.labeled,
         "errors": totals.errors,
         **metrics_compute(task, totals),
+        "excluded_events": totals.excluded,
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from apps.analytics import stats
 from apps.analytics.models import ExperimentSummary, ProjectionState, VariantMetricStats
+from apps.analytics.selectors.status import stale_warning
 from apps.core.errors import ValidationFailed
 from apps.experiments import selectors as experiment_selectors
 
@@ -70,6 +71,8 @@ def experiment_results(*, key: str, segment: str | None = None) -> dict[str, Any
         "status": experiment.status,
         "computed_at": _computed_at("experiments"),
         "multiple_exposures": summary.multiple_exposures if summary else 0,
+        "excluded_events": summary.excluded_events if summary else 0,
+        "warning": stale_warning("experiments", key),
     }
     rows = list(
         VariantMetricStats.objects.filter(experiment_key=key, attribute=segment or "").order_by(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -32,7 +32,7 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import authenticate_bearer
 from apps.accounts.permissions import HasScope, actor_of, has_scope
 from apps.accounts.throttling import rate_limit_wait
-from apps.core.errors import ValidationFailed, exception_handler
+from apps.core.errors import ValidationFailed, exception_handler, strict_json_response
 from apps.core.pagination import paginate
 from apps.core.parsers import loads
 from apps.core.schema import error_responses
@@ -248,7 +248,7 @@ def _error(error: Exception) -> HttpResponseBase:
     response = exception_handler(error, {})
     if response is None:
         raise error
-    answer = JsonResponse(response.data, status=response.status_code)
+    answer = strict_json_response(response.data, status=response.status_code)
     for name, value in response.items():
         if name.lower() != "content-type":
             answer[name] = value

@@ -12,6 +12,7 @@ from typing import Any
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from apps.core.numbers import finite_or_none
 from apps.ingest.models import Feedback, Prediction
 
 _TEXT = "A string of at most 1024 characters (KAIZEN_MAX_STRING_LENGTH), without U+0000."
@@ -151,9 +152,9 @@ def prediction_as_dict(prediction: Prediction) -> dict[str, Any]:
         if prediction.output_label is not None:
             output["label"] = prediction.output_label
         if prediction.output_score is not None:
-            output["score"] = prediction.output_score
+            output["score"] = finite_or_none(prediction.output_score)
         if prediction.output_value is not None:
-            output["value"] = prediction.output_value
+            output["value"] = finite_or_none(prediction.output_value)
     version = prediction.model_version
     return {
         "id": str(prediction.id),
@@ -168,7 +169,7 @@ def prediction_as_dict(prediction: Prediction) -> dict[str, Any]:
         "output": output,
         "error": prediction.error,
         "explanation": prediction.explanation,
-        "latency_ms": prediction.latency_ms,
+        "latency_ms": finite_or_none(prediction.latency_ms),
         "received_at": prediction.received_at.isoformat(),
     }
 
@@ -180,7 +181,7 @@ def feedback_as_dict(feedback: Feedback) -> dict[str, Any]:
         "prediction_id": str(feedback.prediction_id),
         "metric": feedback.metric,
         "occurred_at": feedback.occurred_at.isoformat(),
-        "value": feedback.value,
+        "value": finite_or_none(feedback.value),
         "label": feedback.label,
         "received_at": feedback.received_at.isoformat(),
     }

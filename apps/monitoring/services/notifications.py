@@ -33,6 +33,7 @@ import orjson
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core import backoff
 from apps.monitoring import selectors
 from apps.monitoring.models import Alert, DeliveryOutcome, WebhookDelivery
 from apps.monitoring.services.dispatch import send
@@ -66,7 +67,7 @@ def webhook_max_attempts() -> int:
 
 def webhook_backoff(attempt: int) -> int:
     base = max(0, int(settings.KAIZEN_WEBHOOK_BACKOFF_SECONDS))
-    return int(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
+    return int(backoff.backoff_seconds(attempt, base=base, cap=MAX_BACKOFF_SECONDS))
 
 
 class TargetRefused(Exception):

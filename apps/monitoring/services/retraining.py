@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from apps.core import backoff
 from apps.core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
 from apps.monitoring import selectors
 from apps.monitoring.models import JobEventType, JobStatus, RetrainingJob, RetrainingJobEvent
@@ -76,7 +77,7 @@ def lease_seconds() -> int:
 def backoff_seconds(attempt: int) -> int:
     """Wait before attempt `attempt + 1`: the base doubled per attempt, capped at an hour."""
     base = max(0, int(settings.KAIZEN_RETRAINING_BACKOFF_SECONDS))
-    return int(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
+    return int(backoff.backoff_seconds(attempt, base=base, cap=MAX_BACKOFF_SECONDS))
 
 
 def record_job_event(

@@ -30,6 +30,7 @@ ROW_FIELDS = {
     "latency_p50",
     "latency_p95",
     "latency_p99",
+    "excluded_events",
 }
 
 
@@ -134,8 +135,8 @@ def test_performance__defaults__last_seven_days_by_hour_in_api_shape(churn, read
     # Then it answers the last 7 days by hour: one row per version, in API.md's shape
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert set(body) == {"model", "bucket", "results"}
-    assert (body["model"], body["bucket"]) == ("churn", "hour")
+    assert set(body) == {"model", "bucket", "warning", "results"}
+    assert (body["model"], body["bucket"], body["warning"]) == ("churn", "hour", None)
     start = text(hour_ago.replace(minute=0, second=0, microsecond=0))
     assert [set(row) for row in body["results"]] == [ROW_FIELDS, ROW_FIELDS]
     one, two = body["results"]
@@ -156,6 +157,7 @@ def test_performance__defaults__last_seven_days_by_hour_in_api_shape(churn, read
         "latency_p50": pytest.approx(10.0, rel=0.01),
         "latency_p95": pytest.approx(10.0, rel=0.01),
         "latency_p99": pytest.approx(10.0, rel=0.01),
+        "excluded_events": 0,
     }
     assert (two["version"], two["count"], two["labeled"], two["accuracy"]) == ("2", 1, 0, None)
     # And one version, by country, gives that version's rows per value

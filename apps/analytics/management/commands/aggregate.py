@@ -7,7 +7,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.analytics import services
-from apps.analytics.projections.base import DEFAULT_CHUNK
 from apps.core.errors import NotFound
 
 
@@ -19,24 +18,49 @@ class Command(BaseCommand):
         parser.add_argument(
             "--chunk",
             type=int,
-            default=DEFAULT_CHUNK,
-            help=f"events per transaction (default {DEFAULT_CHUNK:,})",
+            default=None,
+            help="events per transaction (default: sized to the measured fold rate)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        chunk: int = options["chunk"]
-        if chunk < 1:
+        chunk: int | None = options["chunk"]
+        if chunk is not None and chunk < 1:
             raise CommandError("--chunk must be at least 1.")
 
         def progress(name: str, total: int) -> None:
             self.stdout.write(f"{name}: {total:,} events folded")
             self.stdout.flush()
 
+        def waiting(name: str) -> None:
+            self.stdout.write(f"{name}: being folded by another process; waiting for it")
+            self.stdout.flush()
+
         try:
             report = services.aggregations_run(
-                chunk=chunk, names=options["names"] or None, progress=progress
+                chunk=chunk,
+                names=options["names"] or None,
+                progress=progress,
+                wait_busy=True,
+                on_wait=waiting,
             )
         except NotFound as error:
             raise CommandError(error.message) from error
+        failing = False
         for name, figures in report["projections"].items():
-            self.stdout.write(self.style.SUCCESS(f"{name}: up to date ({figures['folded']:,} new)"))
+            if figures["status"] == "up_to_date":
+                self.stdout.write(
+                    self.style.SUCCESS(f"{name}: up to date ({figures['folded']:,} new)")
+                )
+            else:
+                failing = failing or figures["status"] == "failing"
+                detail = f": {figures['error']}" if figures.get("error") else ""
+                self.stdout.write(
+                    self.style.ERROR(
+                        f"{name}: {figures['status']} ({figures['folded']:,} new){detail}"
+                    )
+                )
+        if failing:
+            raise CommandError(
+                "A projection is failing; see the error above, /readyz and the admin's "
+                "projection health. It is retried automatically with backoff."
+            )

@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.analytics import selectors as analytics_selectors
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import ApplicationError
 from apps.events.admin import ReadOnlyEventAdmin
 from apps.monitoring import services
@@ -27,6 +28,7 @@ from apps.monitoring.models import (
     RetrainingJobEvent,
     Rule,
     RuleEvent,
+    RuleFailure,
     WebhookDelivery,
 )
 from apps.monitoring.validation import (
@@ -324,3 +326,10 @@ class RetrainingJobEventAdmin(ReadOnlyEventAdmin[RetrainingJobEvent]):
     list_display = ("occurred_at", "type", "job", "actor", "error")
     list_filter = ("type",)
     search_fields = ("actor",)
+
+
+@admin.register(RuleFailure)
+class RuleFailureAdmin(ReadOnlyAdmin[RuleFailure]):
+    """Rules whose evaluation fails: retried on their own with backoff, cleared when it works."""
+
+    list_display = ("rule", "error", "attempts", "first_failed_at", "retry_at")

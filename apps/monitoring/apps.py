@@ -10,6 +10,8 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.analytics.services import register_after_aggregation
+        from apps.core.metrics import register_gauges
+        from apps.core.views import register_readiness
         from apps.events.registry import EventSource, register
         from apps.monitoring import selectors, services
         from apps.monitoring.models import (
@@ -48,3 +50,5 @@ class MonitoringConfig(AppConfig):
         # POST /aggregations/run, the analytics.aggregate beat task and `manage.py aggregate`
         # evaluate every enabled rule once the projections are up to date.
         register_after_aggregation("rules", services.rules_evaluate)
+        register_readiness("rules", selectors.rule_failure_report, selectors.rule_problems)
+        register_gauges(selectors.rule_failure_gauges)

@@ -101,6 +101,21 @@ class Rule(models.Model):
         return self.name
 
 
+class RuleFailure(models.Model):
+    """A rule whose evaluation fails: not judged again before `retry_at` (backoff doubles),
+    shown in /readyz, /metrics and the admin; deleted by its next good evaluation."""
+
+    rule = models.OneToOneField(Rule, on_delete=models.CASCADE, related_name="failure")
+    error = models.TextField()
+    attempts = models.IntegerField(default=1)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    retry_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id}: {self.error[:60]}"
+
+
 class RuleEventType(models.TextChoices):
     CREATED = "rule_created"
     UPDATED = "rule_updated"

@@ -4,7 +4,7 @@ labeled predictions the reference trainer learns from."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,8 +12,10 @@ from typing import Any
 from django.apps import apps
 from django.db import connection
 from django.db.models import QuerySet
+from prometheus_client.core import GaugeMetricFamily
 
 from apps.core.errors import NotFound
+from apps.core.numbers import finite_or_none
 from apps.monitoring.models import (
     Alert,
     AlertAcknowledgement,
@@ -21,6 +23,7 @@ from apps.monitoring.models import (
     RetrainingJobEvent,
     Rule,
     RuleEvent,
+    RuleFailure,
 )
 from apps.monitoring.validation import RuleSpec, format_duration
 
@@ -60,7 +63,7 @@ def rule_state(rule: Rule) -> dict[str, Any]:
         "segment": segment_of(rule),
         "window": format_duration(rule.window),
         "comparator": rule.comparator,
-        "threshold": rule.threshold,
+        "threshold": finite_or_none(rule.threshold),
         "min_samples": rule.min_samples,
         "cooldown": format_duration(rule.cooldown),
         "action": rule.action,
@@ -122,6 +125,41 @@ def rule_locked(*, rule_id: Any) -> Rule:
 
 def rule_enabled_ids() -> list[int]:
     return list(Rule.objects.filter(enabled=True).order_by("id").values_list("id", flat=True))
+
+
+def rule_failures_waiting(*, at: datetime) -> set[int]:
+    """Rules whose evaluation failed and whose retry time has not come yet."""
+    return set(RuleFailure.objects.filter(retry_at__gt=at).values_list("rule_id", flat=True))
+
+
+def rule_failure_report() -> dict[str, Any]:
+    """Rules whose evaluation fails, for /readyz (each named, with its error and retry)."""
+    failing = [
+        {
+            "rule": failure.rule_id,
+            "name": failure.rule.name,
+            "model": failure.rule.model.name,
+            "error": failure.error,
+            "attempts": failure.attempts,
+            "since": failure.first_failed_at.isoformat(),
+            "retry_at": failure.retry_at.isoformat(),
+        }
+        for failure in RuleFailure.objects.select_related("rule__model").order_by("rule_id")
+    ]
+    return {"failing": failing}
+
+
+def rule_problems(report: dict[str, Any]) -> list[str]:
+    return [
+        f"rule {entry['name']!r} of model {entry['model']!r} fails to evaluate: {entry['error']}"
+        for entry in report.get("failing", [])
+    ]
+
+
+def rule_failure_gauges() -> Iterable[GaugeMetricFamily]:
+    gauge = GaugeMetricFamily("kaizen_rules_failing", "Rules whose evaluation fails")
+    gauge.add_metric([], float(RuleFailure.objects.count()))
+    yield gauge
 
 
 def rule_history(*, rule_id: int) -> QuerySet[RuleEvent]:
@@ -198,8 +236,8 @@ def alert_event_as_dict(alert: Alert) -> dict[str, Any]:
         "model": alert.model.name,
         "metric": alert.metric,
         "comparator": alert.comparator,
-        "threshold": alert.threshold,
-        "observed_value": alert.observed_value,
+        "threshold": finite_or_none(alert.threshold),
+        "observed_value": finite_or_none(alert.observed_value),
         "sample_size": alert.sample_size,
         "window": format_duration(alert.window),
         "window_start": _time(alert.window_start),
@@ -307,8 +345,8 @@ def job_as_dict(job: RetrainingJob) -> dict[str, Any]:
         "status": job.status,
         "metric": job.metric,
         "comparator": job.comparator,
-        "threshold": job.threshold,
-        "observed_value": job.observed_value,
+        "threshold": finite_or_none(job.threshold),
+        "observed_value": finite_or_none(job.observed_value),
         "sample_size": job.sample_size,
         "window": format_duration(job.window),
         "segment": job.segment,

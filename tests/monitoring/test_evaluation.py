@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from apps.analytics import services as analytics_services
 from apps.monitoring import services
-from apps.monitoring.models import Alert, JobEventType, JobStatus, RetrainingJob
+from apps.monitoring.models import Alert, JobEventType, JobStatus, RetrainingJob, RuleFailure
 from apps.monitoring.services.evaluation import evaluation_window, is_breach
 from apps.registry import services as registry_services
 from tests.monitoring.conftest import ACTOR, NOW, Traffic, hours_ago, make_churn, make_rule
@@ -24,6 +26,7 @@ EMPTY_REPORT = {
     "insufficient": 0,
     "cooling_down": 0,
     "errors": 0,
+    "backing_off": 0,
 }
 
 
@@ -310,3 +313,152 @@ def test_evaluate__action_alert_with_webhook__alert_and_a_delivery_message_but_n
     assert result["rules"] == report(evaluated=1, alerted=1)
     assert (Alert.objects.count(), RetrainingJob.objects.count()) == (1, 0)
     assert (broker.llen("notifications"), broker.llen("retraining")) == (1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aggregation__rule_keeps_failing__recorded_backs_off_shown_in_readyz_then_recovers(
+    broker, make_client
+):
+    # Given a rule that cannot be judged (its segment attribute was dropped from the model)
+    # beside one that can, and traffic that breaches the second
+    make_churn()
+    broken, _ = make_rule(name="plan-accuracy", segment={"plan": "pro"})
+    make_rule()
+    registry_services.model_update(name="churn", segment_attributes=["country"], actor=ACTOR)
+    traffic = Traffic()
+    traffic.add(country="DE", count=200, correct=0)
+    traffic.post()
+    # When the aggregation runs
+    first = analytics_services.aggregations_run()
+    # Then the good rule alerts, the broken one is recorded with its error and a retry time
+    assert first["rules"] == report(evaluated=1, alerted=1, jobs=1, errors=1)
+    failure = RuleFailure.objects.get(rule=broken)
+    assert failure.attempts == 1
+    assert failure.retry_at > timezone.now()
+    # And /readyz is degraded, naming the rule, and /metrics counts it
+    client = make_client("read")
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded"
+    assert ready["rules"]["failing"][0]["name"] == "plan-accuracy"
+    assert any("'plan-accuracy'" in problem for problem in ready["problems"])
+    assert "kaizen_rules_failing 1.0" in client.get("/metrics").content.decode()
+    # When the aggregation runs again before its retry time
+    second = analytics_services.aggregations_run()
+    # Then the broken rule is not judged again (no new error), the other still is
+    assert second["rules"] == report(evaluated=1, cooling_down=1, backing_off=1)
+    assert RuleFailure.objects.get(rule=broken).attempts == 1
+    # When its retry time has come and it still fails
+    RuleFailure.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    analytics_services.aggregations_run()
+    # Then the wait doubles
+    failure = RuleFailure.objects.get(rule=broken)
+    assert failure.attempts == 2
+    assert failure.retry_at - failure.last_failed_at == timedelta(seconds=60)
+    # When the cause is gone and its time comes
+    registry_services.model_update(
+        name="churn", segment_attributes=["country", "plan"], actor=ACTOR
+    )
+    RuleFailure.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    third = analytics_services.aggregations_run()
+    # Then it is judged again, its record is gone and /readyz is ready
+    assert third["rules"]["errors"] == 0
+    assert third["rules"]["evaluated"] == 2
+    assert not RuleFailure.objects.exists()
+    assert client.get("/readyz").json()["status"] == "ready"
+
+
+def store_raw_prediction(model: str, **columns: Any) -> str:
+    """A prediction row inserted around the API's bounds (as an old database may hold)."""
+    from apps.registry.models import ModelVersion
+
+    identifier = str(uuid.uuid4())
+    version = ModelVersion.objects.get(model__name=model, version="1")
+    names = ", ".join(columns)
+    marks = ", ".join(["%s"] * len(columns))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO ingest_prediction (id, occurred_at, model_version_id, actor, "  # noqa: S608 - names of this test
+            f"content_hash, {names}) VALUES (%s, %s, %s, 'tests', %s, {marks})",
+            [identifier, NOW, version.pk, b"0" * 16, *columns.values()],
+        )
+    return identifier
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aggregation__poisoned_events_of_another_model__rule_still_fires_and_reads_work(
+    broker, make_client
+):
+    # Given a DE accuracy rule on churn, and another model whose stored events hold numbers
+    # no projection could sum (written around the API's bounds)
+    make_churn()
+    make_rule()
+    other, _ = registry_services.model_create(
+        name="fraud", task="regression", segment_attributes=[], actor=ACTOR
+    )
+    registry_services.model_version_register(model="fraud", version="1", actor=ACTOR)
+    for columns in (
+        {"output_value": 1e308, "latency_ms": float("inf")},
+        {"output_value": -1e308, "latency_ms": float("nan")},
+        {"output_score": float("inf"), "output_value": 1.0},
+    ):
+        store_raw_prediction("fraud", **columns)
+    make_rule(
+        name="fraud-mae",
+        model="fraud",
+        metric="mae",
+        segment=None,
+        threshold=10.0,
+        comparator="gt",
+        min_samples=1,
+    )
+    # And churn's accuracy collapses in DE
+    traffic = Traffic()
+    traffic.add(country="DE", count=220, correct=0)
+    traffic.post()
+    # When the aggregation runs
+    result = analytics_services.aggregations_run()
+    # Then churn's rule fires and opens a job; fraud's has no data to judge
+    assert result["rules"] == report(evaluated=2, alerted=1, jobs=1, insufficient=1)
+    assert RetrainingJob.objects.get().rule.name == "de-accuracy"
+    # And every read of the loop answers JSON without NaN or Infinity
+    client = make_client("read")
+    for path in (
+        "/api/v1/alerts",
+        "/api/v1/retraining-jobs",
+        "/api/v1/events?limit=1000",
+        "/api/v1/models/fraud/performance",
+        "/readyz",
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.content[:300])
+        assert b"NaN" not in response.content and b"Infinity" not in response.content, path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alerts__stored_observed_value_not_finite__listed_as_null(broker, make_client):
+    # Given an alert stored with an infinite observed value (as an old database may hold)
+    make_churn()
+    rule, _ = make_rule()
+    Alert.objects.create(
+        rule=rule,
+        model=rule.model,
+        metric="accuracy",
+        comparator="lt",
+        threshold=0.8,
+        observed_value=float("inf"),
+        sample_size=10,
+        window=timedelta(hours=2),
+        window_start=NOW - timedelta(hours=2),
+        window_end=NOW,
+        segment={"country": "DE"},
+        action="alert",
+        occurred_at=NOW,
+    )
+    # When the alerts and the feed are read
+    client = make_client("read")
+    alerts = client.get("/api/v1/alerts")
+    feed = client.get("/api/v1/events?limit=1000")
+    # Then both answer, the value shown as null
+    assert alerts.status_code == 200 and feed.status_code == 200
+    assert alerts.json()["results"][0]["observed_value"] is None
+    assert b"Infinity" not in feed.content

@@ -18,6 +18,7 @@ broker that is down is logged and never fails the aggregation (recovery re-enque
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.analytics import selectors as analytics_selectors
+from apps.core import backoff
+from apps.core.errors import describe_error
 from apps.monitoring import selectors
 from apps.monitoring.models import (
     Action,
@@ -36,6 +39,7 @@ from apps.monitoring.models import (
     JobEventType,
     RetrainingJob,
     Rule,
+    RuleFailure,
 )
 from apps.monitoring.services.dispatch import enqueue_on_commit
 from apps.monitoring.services.retraining import JOB_CONSTRAINT, record_job_event
@@ -43,6 +47,9 @@ from apps.monitoring.services.retraining import JOB_CONSTRAINT, record_job_event
 logger = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "system:rules"
+# A rule whose evaluation fails waits this long before the next try, doubling, up to the cap.
+FAILURE_BACKOFF_SECONDS = 30
+FAILURE_BACKOFF_MAX_SECONDS = 3600
 DELIVER_TASK = "monitoring.notifications.deliver"
 RUN_TASK = "monitoring.retraining.run"
 
@@ -92,6 +99,9 @@ def rule_evaluate(*, rule_id: int, now: datetime | None = None) -> Evaluation:
         end=end,
         segment=selectors.segment_of(locked),
     )
+    if value is not None and not math.isfinite(value):
+        # Never stored in an alert (an immutable row no JSON answer could show).
+        raise ValueError(f"{locked.metric} over the window is not a finite number")
     if value is None or samples < locked.min_samples:
         return Evaluation("insufficient", value, samples)
     if not is_breach(value=value, comparator=locked.comparator, threshold=locked.threshold):
@@ -156,22 +166,70 @@ def _open_job(rule: Rule, alert: Alert, at: datetime) -> RetrainingJob | None:
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, Any]:
     """Judge every enabled rule once; counts by outcome (the aggregation report's `rules`).
 
-    A rule whose evaluation fails is logged and counted in `errors`; the others still run.
+    A rule whose evaluation fails is recorded (RuleFailure: its error, attempts, and when it
+    is tried again, the wait doubling each time), counted in `errors`, and logged in full
+    on its 1st, 2nd, 4th, 8th… failure in a row; the others still run. A failing rule is
+    skipped until its retry time (`backing_off`); a good evaluation clears its record.
     """
     at = now or timezone.now()
     report: Counter[str] = Counter()
+    waiting = selectors.rule_failures_waiting(at=at)
     for rule_id in selectors.rule_enabled_ids():
+        if rule_id in waiting:
+            report["backing_off"] += 1
+            continue
         try:
             evaluation = rule_evaluate(rule_id=rule_id, now=at)
-        except Exception:
-            logger.exception("rule.evaluation_failed", extra={"rule": rule_id})
+        except Exception as error:
+            _record_failure(rule_id, error, at)
             report["errors"] += 1
             continue
+        RuleFailure.objects.filter(rule_id=rule_id).delete()
         if evaluation.outcome == "disabled":
             continue  # disabled between the listing and its lock
         report["evaluated"] += 1
         report[evaluation.outcome] += 1
         if evaluation.job is not None:
             report["jobs"] += 1
-    keys = ("evaluated", "alerted", "jobs", "quiet", "insufficient", "cooling_down", "errors")
+    keys = (
+        "evaluated",
+        "alerted",
+        "jobs",
+        "quiet",
+        "insufficient",
+        "cooling_down",
+        "errors",
+        "backing_off",
+    )
     return {key: report[key] for key in keys}
+
+
+def _record_failure(rule_id: int, error: Exception, at: datetime) -> None:
+    failure = RuleFailure.objects.filter(rule_id=rule_id).first()
+    attempts = failure.attempts + 1 if failure else 1
+    retry_at = at + timedelta(
+        seconds=backoff.backoff_seconds(
+            attempts, base=FAILURE_BACKOFF_SECONDS, cap=FAILURE_BACKOFF_MAX_SECONDS
+        )
+    )
+    RuleFailure.objects.update_or_create(
+        rule_id=rule_id,
+        defaults={
+            "error": describe_error(error),
+            "attempts": attempts,
+            "last_failed_at": at,
+            "retry_at": retry_at,
+        },
+        create_defaults={
+            "error": describe_error(error),
+            "attempts": attempts,
+            "first_failed_at": at,
+            "last_failed_at": at,
+            "retry_at": retry_at,
+        },
+    )
+    extra = {"rule": rule_id, "attempts": attempts, "error": describe_error(error)}
+    if backoff.worth_logging(attempts):
+        logger.error("rule.evaluation_failed", extra=extra, exc_info=error)
+    else:
+        logger.warning("rule.evaluation_failed_again", extra=extra)

@@ -24,19 +24,24 @@ Each treatment t against the control c (`Comparison`), all treatments at once wi
     df = SE⁴ / ((var_t/n_t)²/(n_t−1) + (var_c/n_c)²/(n_c−1)); q = t.ppf(1 − alpha/2, df).
     absolute_ci = difference ± q·SE.
     p_value = scipy.stats.ttest_ind_from_stats(..., equal_var=False).pvalue.
-    relative_lift = (mean_t − mean_c)/mean_c; relative_ci by the delta method,
-    lift ± q·sqrt(var_t/(n_t·mean_c²) + mean_t²·var_c/(n_c·mean_c⁴)) with the same q
-    (evaluated as sqrt(var_t/n_t + (mean_t/mean_c)²·var_c/n_c)/|mean_c| so that it cannot
-    overflow). None when mean_c is 0; the absolute figures are still given.
+    relative_lift = (mean_t − mean_c)/|mean_c|, so a gain is positive even when the control
+    mean is negative; relative_ci by the delta method, lift ± q·rse with the same q and
+    rse = sqrt(var_t/(n_t·mean_c²) + mean_t²·var_c/(n_c·mean_c⁴)) (evaluated as
+    sqrt(var_t/n_t + (mean_t/mean_c)²·var_c/n_c)/|mean_c| so that it cannot overflow).
+    relative_p_value = 2·t.sf(|lift|/rse, df), the two-sided test of lift/rse on the same df,
+    so relative_ci excludes 0 exactly when relative_p_value < alpha (an rse of 0 gives a CI of
+    width 0 and a p-value of 0). All three None when mean_c is 0; the absolute figures are
+    still given.
     p_value_adjusted: Holm's step-down over the treatments of this metric whose p_value is
     not None (statsmodels `multipletests(method="holm")`); None where p_value is None.
-    significant = p_value_adjusted < alpha, False when it is None.
-    power and mde: statsmodels `NormalIndPower` (two-sided, at alpha, nobs1 = n_c,
-    ratio = n_t/n_c) on the effect size d = lift·|mean_c|/s with s = sqrt((var_c + var_t)/2):
-    power at lift = the experiment's relative `mde`; mde = d·s/|mean_c| where d is the
-    effect size solved for 80% power. |mean_c| keeps the detectable lift a positive size when
-    the baseline is negative (the two-sided power is symmetric in d). None when mean_c or
-    s is 0, or when the solver does not converge.
+    significant = p_value_adjusted < alpha, False when it is None (the absolute test).
+    power and mde on the Welch SE (not a pooled spread sqrt((var_c + var_t)/2), which
+    overstates the power when the smaller arm is the noisier one), normal approximation:
+    with δ = mde·|mean_c| and z = Φ⁻¹(1 − alpha/2), power = Φ(δ/SE − z) + Φ(−δ/SE − z) at
+    the experiment's relative `mde`, and mde = (z + Φ⁻¹(0.8))·SE/|mean_c|, the relative lift
+    detected with 80% power (the opposite tail, 1e-6 of power at alpha 0.05, left out).
+    |mean_c| keeps the detectable lift a positive size when the baseline is negative. None
+    when mean_c or SE is 0.
     A comparison that cannot be tested — fewer than 2 units in an arm, or zero variance in
     both arms — gets None for its CIs, p-values, power and mde, `significant` False and a
     `warning`; it never raises. A zero control mean also sets a `warning`. Any statistic
@@ -53,15 +58,13 @@ Sample ratio mismatch (`sample_ratio_mismatch`)
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import SupportsFloat
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats as scipy_stats
-from statsmodels.stats.power import NormalIndPower
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_MDE = 0.05
@@ -157,6 +160,7 @@ class Comparison:
     absolute_ci: tuple[float, float] | None
     relative_lift: float | None
     relative_ci: tuple[float, float] | None
+    relative_p_value: float | None
     p_value: float | None
     p_value_adjusted: float | None
     significant: bool
@@ -190,6 +194,7 @@ class VariantResult:
                 absolute_ci=list(c.absolute_ci) if c.absolute_ci is not None else None,
                 relative_lift=c.relative_lift,
                 relative_ci=list(c.relative_ci) if c.relative_ci is not None else None,
+                relative_p_value=c.relative_p_value,
                 p_value=c.p_value,
                 p_value_adjusted=c.p_value_adjusted,
                 significant=c.significant,
@@ -355,87 +360,87 @@ def _compare(
     nan = np.full(size, np.nan)
     has_means = (arms.n_t >= 1) & (arms.n_c >= 1)
     difference = np.where(has_means, arms.mean_t - arms.mean_c, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lift = difference / arms.mean_c if arms.mean_c != 0 else nan
-    testable = np.flatnonzero(arms.testable)
-    half_width, relative_half_width, p_value = nan.copy(), nan.copy(), nan.copy()
-    half_width[testable], relative_half_width[testable], p_value[testable] = _welch(
-        arms, testable, alpha
-    )
-    power, detectable = _power_and_mde(arms, testable, alpha, mde)
-    adjusted = holm_adjust(p_value)
+    lift = difference / abs(arms.mean_c) if arms.mean_c != 0 else nan
+    tests = _Welch.of(arms, np.flatnonzero(arms.testable), alpha, mde)
+    adjusted = holm_adjust(tests.p_value)
     return [
         Comparison(
             absolute_difference=_finite(difference[i]),
-            absolute_ci=_interval(difference[i], half_width[i]),
+            absolute_ci=_interval(difference[i], tests.half_width[i]),
             relative_lift=_finite(lift[i]),
-            relative_ci=_interval(lift[i], relative_half_width[i]),
-            p_value=_finite(p_value[i]),
+            relative_ci=_interval(lift[i], tests.relative_half_width[i]),
+            relative_p_value=_finite(tests.relative_p_value[i]),
+            p_value=_finite(tests.p_value[i]),
             p_value_adjusted=_finite(adjusted[i]),
             significant=bool(adjusted[i] < alpha),
-            power=_finite(power[i]),
-            mde=_finite(detectable[i]),
+            power=_finite(tests.power[i]),
+            mde=_finite(tests.mde[i]),
             warning=_warning(arms, i),
         )
         for i in range(size)
     ]
 
 
-def _welch(
-    arms: _Arms, index: NDArray[np.intp], alpha: float
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Half-widths of the absolute and relative CIs and Welch p-values of the testable arms."""
-    if index.size == 0:
-        return np.empty(0), np.empty(0), np.empty(0)
-    n_t, mean_t, var_t = arms.n_t[index], arms.mean_t[index], arms.var_t[index]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        share_c = arms.var_c / arms.n_c
-        share_t = var_t / n_t
-        standard_error = np.sqrt(share_t + share_c)
-        df = (share_t + share_c) ** 2 / (share_t**2 / (n_t - 1) + share_c**2 / (arms.n_c - 1))
-        quantile = scipy_stats.t.ppf(1 - alpha / 2, df)
-        if arms.mean_c != 0:
-            ratio = mean_t / arms.mean_c
-            relative_se = np.sqrt(share_t + ratio**2 * share_c) / abs(arms.mean_c)
-        else:
-            relative_se = np.full(index.size, np.nan)
-        p_value = scipy_stats.ttest_ind_from_stats(
-            mean_t,
-            np.sqrt(var_t),
-            n_t,
-            arms.mean_c,
-            math.sqrt(arms.var_c),
-            arms.n_c,
-            equal_var=False,
-        ).pvalue
-    return quantile * standard_error, quantile * relative_se, np.asarray(p_value, np.float64)
+@dataclass(frozen=True, slots=True)
+class _Welch:
+    """Per treatment: CI half-widths, p-values, power and mde (NaN where not testable)."""
+
+    half_width: FloatArray
+    relative_half_width: FloatArray
+    relative_p_value: FloatArray
+    p_value: FloatArray
+    power: FloatArray
+    mde: FloatArray
+
+    @classmethod
+    def of(cls, arms: _Arms, index: NDArray[np.intp], alpha: float, mde: float) -> _Welch:
+        """The figures of the treatments at `index` (the testable ones); NaN elsewhere."""
+        figures = {field.name: np.full(arms.n_t.size, np.nan) for field in fields(cls)}
+        if index.size == 0:
+            return cls(**figures)
+        n_t, mean_t, var_t = arms.n_t[index], arms.mean_t[index], arms.var_t[index]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            share_c = arms.var_c / arms.n_c
+            share_t = var_t / n_t
+            standard_error = np.sqrt(share_t + share_c)
+            df = (share_t + share_c) ** 2 / (share_t**2 / (n_t - 1) + share_c**2 / (arms.n_c - 1))
+            quantile = scipy_stats.t.ppf(1 - alpha / 2, df)
+            figures["half_width"][index] = quantile * standard_error
+            figures["p_value"][index] = scipy_stats.ttest_ind_from_stats(
+                mean_t,
+                np.sqrt(var_t),
+                n_t,
+                arms.mean_c,
+                math.sqrt(arms.var_c),
+                arms.n_c,
+                equal_var=False,
+            ).pvalue
+            if arms.mean_c != 0:
+                baseline = abs(arms.mean_c)
+                lift = (mean_t - arms.mean_c) / baseline
+                ratio = mean_t / arms.mean_c
+                relative_se = np.sqrt(share_t + ratio**2 * share_c) / baseline
+                figures["relative_half_width"][index] = quantile * relative_se
+                # |lift|/0 is +inf (p = 0): an rse of 0 leaves a CI of width 0 around lift ≠ 0.
+                figures["relative_p_value"][index] = 2 * scipy_stats.t.sf(
+                    np.abs(lift) / relative_se, df
+                )
+                figures["power"][index], figures["mde"][index] = _power_and_mde(
+                    standard_error, baseline, alpha, mde
+                )
+        return cls(**figures)
 
 
 def _power_and_mde(
-    arms: _Arms, index: NDArray[np.intp], alpha: float, mde: float
+    standard_error: FloatArray, baseline: float, alpha: float, mde: float
 ) -> tuple[FloatArray, FloatArray]:
-    """NormalIndPower's power at `mde` and the lift detectable at 80% (NaN where undefined)."""
-    power = np.full(arms.n_t.size, np.nan)
-    detectable = np.full(arms.n_t.size, np.nan)
-    if arms.mean_c == 0:
-        return power, detectable
-    baseline = abs(arms.mean_c)
-    spread = np.sqrt((arms.var_c + arms.var_t) / 2)
-    # NormalIndPower takes a scalar ratio, so this loops over treatments (not units).
-    for i in index:
-        kwargs = {
-            "nobs1": arms.n_c,
-            "alpha": alpha,
-            "ratio": arms.n_t[i] / arms.n_c,
-            "alternative": "two-sided",
-        }
-        with warnings.catch_warnings():
-            # A solver that does not converge returns NaN, which becomes None.
-            warnings.simplefilter("ignore")
-            power[i] = NormalIndPower().power(effect_size=mde * baseline / spread[i], **kwargs)
-            effect = NormalIndPower().solve_power(effect_size=None, power=MDE_POWER, **kwargs)
-        detectable[i] = effect * spread[i] / baseline
-    return power, detectable
+    """Normal power at a relative lift of `mde` and the lift detected with 80% power."""
+    z = scipy_stats.norm.ppf(1 - alpha / 2)
+    se = np.where(standard_error > 0, standard_error, np.nan)
+    shift = mde * baseline / se
+    power = scipy_stats.norm.cdf(shift - z) + scipy_stats.norm.cdf(-shift - z)
+    detectable = (z + scipy_stats.norm.ppf(MDE_POWER)) * se / baseline
+    return np.asarray(power, np.float64), np.asarray(detectable, np.float64)
 
 
 def _warning(arms: _Arms, i: int) -> str | None:

@@ -1,9 +1,11 @@
 """apps.analytics.stats against numbers computed independently from raw per-subject values.
 
 Every expectation is built from the raw numpy arrays with numpy, scipy and statsmodels
-(`np.mean`, `np.var(ddof=1)`, `scipy.stats.ttest_ind(equal_var=False)`, `multipletests`,
-`NormalIndPower`, `scipy.stats.chisquare`), never from the module's own sufficient statistics,
-and compared to 1e-9 relative. The reference vectors of ../shared/reference are a second check.
+(`np.mean`, `np.var(ddof=1)`, `scipy.stats.ttest_ind(equal_var=False)`, `scipy.stats.t`,
+`scipy.stats.norm`, statsmodels' `normal_power` and `multipletests`, `scipy.stats.chisquare`),
+never from the module's own sufficient statistics or helpers, and compared to 1e-9 relative.
+The reference vectors in reference/ (see its README) are a second check; a missing vector file
+fails these tests.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.power import NormalIndPower, normal_power
 
 from apps.analytics.stats import (
     Comparison,
@@ -38,7 +40,7 @@ REL = 1e-9
 IDENTICAL_VALUES_WARNING = pytest.mark.filterwarnings(
     "ignore:Precision loss occurred in moment calculation:RuntimeWarning"
 )
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "ab_vectors.json"
+REFERENCE = Path(__file__).resolve().parent / "reference" / "ab_vectors.json"
 
 Raw = dict[str, np.ndarray]
 
@@ -81,6 +83,7 @@ def expected_comparison(c: np.ndarray, t: np.ndarray, alpha: float, mde: float) 
             "absolute_ci",
             "relative_lift",
             "relative_ci",
+            "relative_p_value",
             "p_value",
             "power",
             "mde",
@@ -89,7 +92,7 @@ def expected_comparison(c: np.ndarray, t: np.ndarray, alpha: float, mde: float) 
     if mean_c is not None and mean_t is not None:
         expected["absolute_difference"] = mean_t - mean_c
         if mean_c != 0:
-            expected["relative_lift"] = (mean_t - mean_c) / mean_c
+            expected["relative_lift"] = (mean_t - mean_c) / abs(mean_c)
     if var_c is None or var_t is None or (var_c == 0 and var_t == 0):
         expected["testable"] = False
         return expected
@@ -100,19 +103,21 @@ def expected_comparison(c: np.ndarray, t: np.ndarray, alpha: float, mde: float) 
     interval = welch.confidence_interval(confidence_level=1 - alpha)
     expected["absolute_ci"] = (float(interval.low), float(interval.high))
     if mean_c != 0:
+        # API.md: delta-method rse, t quantile and t test on the Welch df
         quantile = scipy_stats.t.ppf(1 - alpha / 2, welch.df)
-        lift = (mean_t - mean_c) / mean_c
-        half = quantile * math.sqrt(
-            var_t / (n_t * mean_c**2) + mean_t**2 * var_c / (n_c * mean_c**4)
-        )
-        expected["relative_ci"] = (lift - half, lift + half)
-        s = math.sqrt((var_c + var_t) / 2)
-        common = {"nobs1": n_c, "alpha": alpha, "ratio": n_t / n_c, "alternative": "two-sided"}
+        lift = (mean_t - mean_c) / abs(mean_c)
+        rse = math.sqrt(var_t / (n_t * mean_c**2) + mean_t**2 * var_c / (n_c * mean_c**4))
+        expected["relative_ci"] = (lift - quantile * rse, lift + quantile * rse)
+        # An rse of 0 (a constant treatment at 0) makes lift/rse infinite: p = 0.
+        statistic = abs(lift) / rse if rse > 0 else math.inf
+        expected["relative_p_value"] = float(2 * scipy_stats.t.sf(statistic, welch.df))
+        # API.md: normal approximation on the Welch standard error
+        se = math.sqrt(var_t / n_t + var_c / n_c)
         expected["power"] = float(
-            NormalIndPower().power(effect_size=mde * abs(mean_c) / s, **common)
+            normal_power(effect_size=mde * abs(mean_c), nobs=1, alpha=alpha, sigma=se)
         )
-        effect = NormalIndPower().solve_power(effect_size=None, power=0.8, **common)
-        expected["mde"] = float(effect) * s / abs(mean_c)
+        z = scipy_stats.norm.ppf(1 - alpha / 2) + scipy_stats.norm.ppf(0.8)
+        expected["mde"] = float(z * se / abs(mean_c))
     return expected
 
 
@@ -175,10 +180,26 @@ def assert_result(result: MetricResult, expected: dict[str, dict]) -> None:
         assert close(got.relative_lift, want["relative_lift"]), (got, want)
         assert_interval(got.absolute_ci, want["absolute_ci"], want["absolute_difference"])
         assert_interval(got.relative_ci, want["relative_ci"], want["relative_lift"])
-        for field in ("p_value", "p_value_adjusted", "power", "mde"):
+        for field in ("relative_p_value", "p_value", "p_value_adjusted", "power", "mde"):
             assert close(getattr(got, field), want[field]), (field, got, want)
         assert got.significant is want["significant"]
+        assert_relative_ci_agrees_with_p_value(got, result.alpha)
         assert (got.warning is None) is (want["testable"] and want["relative_lift"] is not None)
+
+
+def assert_relative_ci_agrees_with_p_value(got: Comparison, alpha: float) -> None:
+    """relative_ci excludes 0 exactly when relative_p_value < alpha.
+
+    Within 1e-9 (relative) of alpha the two sides may round differently; that band is skipped.
+    """
+    if got.relative_p_value is None:
+        assert got.relative_ci is None
+        return
+    assert got.relative_ci is not None
+    if abs(got.relative_p_value / alpha - 1) <= REL:
+        return
+    excludes_zero = got.relative_ci[0] > 0 or got.relative_ci[1] < 0
+    assert excludes_zero is (got.relative_p_value < alpha), (got, alpha)
 
 
 # ---------------------------------------------------------------- random data (hypothesis)
@@ -280,6 +301,7 @@ def test_compare_metric__treatment_below_two_units__nulls_and_warning(units):
         None,
         None,
     )
+    assert (comparison.relative_ci, comparison.relative_p_value) == (None, None)
     assert (comparison.power, comparison.mde, comparison.significant) == (None, None, False)
     assert comparison.warning == "treatment has fewer than 2 units"
 
@@ -327,6 +349,7 @@ def test_compare_metric__zero_variance_in_both_arms__nulls_and_warning():
         None,
         None,
     )
+    assert comparison.relative_p_value is None
     assert (comparison.power, comparison.mde, comparison.significant) == (None, None, False)
     assert comparison.warning == "zero variance in both arms"
 
@@ -341,8 +364,71 @@ def test_compare_metric__control_mean_zero__absolute_only_and_warning():
     assert comparison.absolute_difference == pytest.approx(0.03, rel=REL)
     assert comparison.absolute_ci is not None and comparison.p_value is not None
     assert (comparison.relative_lift, comparison.relative_ci) == (None, None)
-    assert (comparison.power, comparison.mde) == (None, None)
+    assert (comparison.relative_p_value, comparison.power, comparison.mde) == (None, None, None)
     assert comparison.warning == "control mean is 0: relative lift, power and mde are undefined"
+
+
+def test_compare_metric__negative_control_mean__gain_is_positive_lift():
+    # Given a metric that is negative in the control (a loss of -10) and raised to -8
+    raw = {
+        "control": np.tile([-12.0, -10.0, -8.0, -10.0], 5),
+        "treatment": np.tile([-9.0, -7.0, -8.0, -8.0], 5),
+    }
+    # When
+    result = run(raw)
+    # Then the gain of 2 is a lift of +20% of |mean_c| (dividing by mean_c would say -20%)
+    comparison = comparison_of(result, "treatment")
+    assert comparison.absolute_difference == 2.0
+    assert comparison.relative_lift == pytest.approx(0.2, rel=REL)
+    assert comparison.relative_ci is not None and comparison.relative_ci[0] > 0
+    assert comparison.relative_p_value is not None and comparison.relative_p_value < 0.05
+    assert comparison.mde is not None and comparison.mde > 0
+
+
+def test_compare_metric__smaller_arm_noisier__power_below_pooled_spread_figure():
+    # Given a large quiet control (sd 1, 2000 units) and a small noisy treatment (sd 4, 200)
+    rng = np.random.default_rng(7)
+    raw = {"control": rng.normal(10.0, 1.0, 2000), "treatment": rng.normal(10.0, 4.0, 200)}
+    # When
+    result = run(raw, mde=0.05)
+    # Then power on the Welch SE (0.41) is below NormalIndPower on the pooled spread
+    # s = sqrt((var_c + var_t)/2) that the first version used (0.64), and the mde above it
+    comparison = comparison_of(result, "treatment")
+    mean_c = float(np.mean(raw["control"]))
+    spread = math.sqrt((np.var(raw["control"], ddof=1) + np.var(raw["treatment"], ddof=1)) / 2)
+    common = {"nobs1": 2000, "alpha": 0.05, "ratio": 0.1, "alternative": "two-sided"}
+    pooled_power = NormalIndPower().power(effect_size=0.05 * abs(mean_c) / spread, **common)
+    pooled_mde = NormalIndPower().solve_power(effect_size=None, power=0.8, **common)
+    assert comparison.power is not None and comparison.mde is not None
+    assert comparison.power < pooled_power - 0.2
+    assert comparison.mde > pooled_mde * spread / abs(mean_c)
+
+
+def test_compare_metric__relative_ci_bound_at_zero__relative_p_value_crosses_alpha():
+    # Given a control of mean 10 and sd 2 (50 units) and treatments of the same spread whose
+    # mean is bisected to within 1e-9 of where the lower bound of relative_ci crosses 0
+    control = GroupStats(units=50, mean=10.0, m2=49 * 4.0)
+
+    def comparison_at(mean_t: float) -> Comparison:
+        treatment = GroupStats(units=50, mean=mean_t, m2=49 * 4.0)
+        return comparison_of(compare_metric({"c": control, "t": treatment}, control="c"), "t")
+
+    def excludes_zero(mean_t: float) -> bool:
+        interval = comparison_at(mean_t).relative_ci
+        assert interval is not None
+        return interval[0] > 0
+
+    low, high = 10.0, 12.0
+    assert not excludes_zero(low) and excludes_zero(high)
+    while high - low > 1e-9 * high:
+        middle = (low + high) / 2
+        low, high = (low, middle) if excludes_zero(middle) else (middle, high)
+    # When
+    inside, outside = comparison_at(low), comparison_at(high)
+    # Then the relative p-value is alpha at the crossing, not below it inside the CI
+    assert inside.relative_p_value is not None and outside.relative_p_value is not None
+    assert inside.relative_p_value >= 0.05 > outside.relative_p_value
+    assert inside.relative_p_value == pytest.approx(0.05, rel=1e-6)
 
 
 def test_compare_metric__three_variants__holm_across_treatments():
@@ -404,6 +490,7 @@ def test_compare_metric__all_subjects_in_one_variant__nulls_and_srm_mismatch():
         "absolute_ci": None,
         "relative_lift": None,
         "relative_ci": None,
+        "relative_p_value": None,
         "p_value": None,
         "p_value_adjusted": None,
         "significant": False,
@@ -559,7 +646,7 @@ def test_sample_ratio_mismatch__units_of_unknown_variant__value_error():
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, Any]:
     if not REFERENCE.exists():
-        pytest.skip(f"reference vectors not found at {REFERENCE} (../shared/reference)")
+        pytest.fail(f"reference vectors missing: {REFERENCE}")
     loaded: dict[str, Any] = json.loads(REFERENCE.read_text())
     return loaded
 
@@ -584,16 +671,21 @@ def test_compare_metric__reference_continuous__matches_scipy_and_statsmodels(vec
         welch = case["statsmodels_CompareMeans_welch"]
         scale = abs(case["diff"]) + abs(welch["diff_ci95"][1] - welch["diff_ci95"][0])
         assert comparison.absolute_ci == pytest.approx(welch["diff_ci95"], rel=REL, abs=REL * scale)
-        if case["relative_lift"] is not None:
-            relative = case["relative_ci95_delta_t_welch_dof"]
-            scale = abs(case["relative_lift"]) + abs(relative[1] - relative[0])
-            assert comparison.relative_lift == pytest.approx(case["relative_lift"], rel=REL)
-            assert comparison.relative_ci == pytest.approx(relative, rel=REL, abs=REL * scale)
+        # The vectors divide the lift by mean_c and API.md by |mean_c|: the same numbers, as
+        # every control mean here is positive, so the relative figures are used as they are.
+        assert case["mean_c"] > 0, case["name"]
+        relative = case["relative_ci95_delta_t_welch_dof"]
+        scale = abs(case["relative_lift"]) + abs(relative[1] - relative[0])
+        assert comparison.relative_lift == pytest.approx(case["relative_lift"], rel=REL)
+        assert comparison.relative_ci == pytest.approx(relative, rel=REL, abs=REL * scale)
+        expected_relative_p = case["relative_scale_p_value_t_welch_dof"]
+        assert comparison.relative_p_value == pytest.approx(expected_relative_p, rel=REL)
 
 
 def test_compare_metric__reference_two_proportion__matches_difference_and_lift(vectors):
     for case in vectors["two_proportion"]:
-        # Given 0/1 per-subject values rebuilt from counts (n-1 variances, not the vectors' p(1-p))
+        # Given 0/1 per-subject values rebuilt from counts (n-1 variances, not the vectors' p(1-p),
+        # so their relative p-values do not apply: run() checks ours against the raw values)
         n_c, x_c, n_t, x_t = (case["input"][k] for k in ("n_c", "x_c", "n_t", "x_t"))
         raw = {
             "control": np.r_[np.ones(x_c), np.zeros(n_c - x_c)],
@@ -639,30 +731,36 @@ def test_holm_adjust__reference_cases__match_statsmodels(vectors):
         assert adjusted.tolist() == pytest.approx(case["holm"]["adjusted"], rel=REL), case["name"]
 
 
-def test_compare_metric__reference_mde_from_n__equals_solved_effect_size(vectors):
+def test_compare_metric__reference_mde_from_n__closed_form_near_solved_effect_size(vectors):
     for case in vectors["power"]["mde_from_n"]:
-        # Given arms of n units, mean 1 and variance 1 (s = 1, so mde = the effect size)
+        # Given arms of n units, mean 1 and variance 1, so se = sqrt(2/n) and mde = the effect
         n = case["input"]["n_per_arm"]
         arm = GroupStats.from_sql(count=n, avg=1.0, var_samp=1.0)
         # When
         comparison = comparison_of(compare_metric({"c": arm, "t": arm}, control="c"), "t")
-        # Then
+        # Then the expectation is API.md's closed form, computed here: the vector is
+        # statsmodels' NormalIndPower solved for 80% power, which counts the opposite tail and
+        # stops its root finder within about 1e-4, so it is only a check to that precision
+        z = scipy_stats.norm.ppf(0.975) + scipy_stats.norm.ppf(0.8)
+        assert comparison.mde == pytest.approx(z * math.sqrt(2 / n), rel=REL), case["name"]
         expected = case["statsmodels_NormalIndPower_effect_size_h"]
-        assert comparison.mde == pytest.approx(expected, rel=REL), case["name"]
+        assert comparison.mde == pytest.approx(expected, rel=1e-4), case["name"]
 
 
 def test_compare_metric__reference_sample_size__power_reaches_80_percent_at_ceil(vectors):
     for case in vectors["power"]["continuous"]:
-        if case["input"]["ratio_nt_over_nc"] != 1.0:
-            continue
-        # Given arms with sd of the case and a baseline of 10, so lift = delta / 10
+        # Given arms with the sd of the case (equal variances, where the pooled spread of
+        # NormalIndPower and API.md's Welch SE give the same power, so the vector applies as
+        # it is), n_t = ratio·n_c and a baseline of 10, so lift = delta / 10
         sd, delta = case["input"]["sd"], case["input"]["delta"]
+        ratio = case["input"]["ratio_nt_over_nc"]
         needed = case["statsmodels_NormalIndPower_n_control_ceil"]
 
-        def power_at(n: int, sd: float = sd, delta: float = delta) -> float:
-            arm = GroupStats.from_sql(count=n, avg=10.0, var_samp=sd**2)
-            result = compare_metric({"c": arm, "t": arm}, control="c", mde=delta / 10.0)
-            power = comparison_of(result, "t").power
+        def power_at(n: int, sd: float = sd, delta: float = delta, ratio: float = ratio) -> float:
+            control = GroupStats.from_sql(count=n, avg=10.0, var_samp=sd**2)
+            treatment = GroupStats.from_sql(count=round(n * ratio), avg=10.0, var_samp=sd**2)
+            groups = {"c": control, "t": treatment}
+            power = comparison_of(compare_metric(groups, control="c", mde=delta / 10.0), "t").power
             assert power is not None
             return power
 

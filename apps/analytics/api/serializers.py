@@ -20,6 +20,7 @@ class VariantResultSerializer(serializers.Serializer[Any]):
     relative_ci = serializers.ListField(
         child=serializers.FloatField(), allow_null=True, required=False
     )
+    relative_p_value = serializers.FloatField(allow_null=True, required=False)
     p_value = serializers.FloatField(allow_null=True, required=False)
     p_value_adjusted = serializers.FloatField(allow_null=True, required=False)
     significant = serializers.BooleanField(required=False)

@@ -128,6 +128,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's files, served by Kaizen itself (no CDN): see SPECTACULAR_SETTINGS.
+    "drf_spectacular_sidecar",
     "apps.core",
     "apps.events",
     "apps.accounts",
@@ -247,6 +249,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # /api/docs/ loads Swagger UI from Kaizen's own static files (drf-spectacular-sidecar),
+    # never from a CDN, and asks no online validator about the schema.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "ExperimentStatusEnum": ["draft", "running", "paused", "stopped"],
         "RetrainingJobStatusEnum": "apps.monitoring.models.JobStatus",

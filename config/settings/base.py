@@ -146,6 +146,8 @@ MIDDLEWARE = [
     # Serves the admin's and API docs' static files from gunicorn (no separate web server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
+    # Requests answered 401 are counted per client address; past the limit: 429.
+    "apps.accounts.middleware.FailedAuthenticationThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -212,6 +214,12 @@ KAIZEN_API_KEY_CACHE_SECONDS = env.float("KAIZEN_API_KEY_CACHE_SECONDS", default
 # instead of reading the configuration number on every assignment.
 KAIZEN_CONFIG_WATCH = env.bool("KAIZEN_CONFIG_WATCH", default=True)
 KAIZEN_METRICS_TOKEN = env.str("KAIZEN_METRICS_TOKEN", default="")
+# How many reverse proxies in front of Kaizen append the address they saw to
+# X-Forwarded-For; 0 (the default) trusts no header and takes REMOTE_ADDR as the client
+# (apps/accounts/addresses.py). For the invalid-key throttle.
+KAIZEN_TRUSTED_PROXY_COUNT = env.int("KAIZEN_TRUSTED_PROXY_COUNT", default=0)
+if KAIZEN_TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("KAIZEN_TRUSTED_PROXY_COUNT must be 0 or more.")
 # Monitoring (apps.monitoring): webhooks and the retraining queue.
 # Webhooks may reach private, loopback and link-local addresses only when this is on.
 KAIZEN_WEBHOOK_ALLOW_PRIVATE = env.bool("KAIZEN_WEBHOOK_ALLOW_PRIVATE", default=False)
@@ -235,7 +243,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("KAIZEN_RATE_LIMIT", default="6000/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env.str("KAIZEN_RATE_LIMIT", default="6000/minute"),
+        # Requests answered 401 (no, unknown, revoked or expired key) per client address;
+        # empty: no limit (apps/accounts/middleware.py).
+        "invalid_key": env.str("KAIZEN_INVALID_KEY_RATE_LIMIT", default="60/minute") or None,
+    },
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

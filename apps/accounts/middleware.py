@@ -1,4 +1,5 @@
-"""Throttles failed API authentication per client address.
+"""Middleware of accounts: failed API authentication throttled per client address, and the
+admin login's lockout page.
 
 Every request answered 401 (no key, an unknown, revoked or expired one, a malformed
 Authorization header, a wrong metrics token) is counted against its client address
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from axes.helpers import get_lockout_response
 from django.http import HttpRequest, HttpResponse
 
 from apps.accounts import throttling
@@ -49,3 +51,25 @@ class FailedAuthenticationThrottleMiddleware:
             f"retry in {seconds} s.",
             Retry_After=str(seconds),
         )
+
+
+class AdminLockoutMiddleware:
+    """django-axes' AxesMiddleware, sync only: a login attempt that axes refused (a locked-out
+    username+address) gets the lockout page (apps/accounts/lockout.py).
+
+    Axes' own class asks on every request whether it runs in an async stack, ~1 µs each
+    (measured) on every API request; Kaizen is served over WSGI, so this one does not ask.
+    """
+
+    async_capable = False
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if getattr(request, "axes_locked_out", False):
+            credentials = getattr(request, "axes_credentials", None)
+            locked: HttpResponse = get_lockout_response(request, response, credentials)
+            return locked
+        return response

@@ -2,11 +2,12 @@
 admin login's lockout page.
 
 Every request answered 401 (no key, an unknown, revoked or expired one, a malformed
-Authorization header, a wrong metrics token) is counted against its client address
-(apps/accounts/addresses.py) with the per-key limiter's machinery (apps/accounts/throttling.py:
-fixed windows in Redis, shared by every process; failing open when Redis is down). Past
-the limit `invalid_key` of DEFAULT_THROTTLE_RATES (env KAIZEN_INVALID_KEY_RATE_LIMIT) such
-a request is answered 429 `throttled` with Retry-After instead, until the window ends.
+Authorization header, a wrong metrics token) is counted against its client address (an
+IPv6 one by its /64; apps/accounts/addresses.py) with the per-key limiter's machinery
+(apps/accounts/throttling.py: fixed windows in Redis, shared by every process; failing
+open when Redis is down). Past the limit `invalid_key` of DEFAULT_THROTTLE_RATES (env
+KAIZEN_INVALID_KEY_RATE_LIMIT) such a request is answered 429 `throttled` with Retry-After
+instead, until the window ends.
 
 Only failures count and only failures are refused: a valid key sent from the same address
 is answered as usual, and successful requests never reach Redis here. Telling a bad key
@@ -24,7 +25,7 @@ from axes.helpers import get_lockout_response
 from django.http import HttpRequest, HttpResponse
 
 from apps.accounts import throttling
-from apps.accounts.addresses import client_address
+from apps.accounts.addresses import limited_address
 from apps.core.errors import json_error
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -39,7 +40,7 @@ class FailedAuthenticationThrottleMiddleware:
         if response.status_code != 401:
             return response
         wait = throttling.rate_limit_wait(
-            client_address(request), scope=throttling.INVALID_KEY_SCOPE
+            limited_address(request), scope=throttling.INVALID_KEY_SCOPE
         )
         if wait is None:
             return response

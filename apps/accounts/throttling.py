@@ -80,6 +80,9 @@ class Rate:
 
 
 _leases: dict[str, _Lease] = {}
+# The other scopes' leases (failed authentications per address) are kept apart: addresses
+# cost an attacker little (IPv6), and filling their table must never clear the keys' leases.
+_other_leases: dict[str, _Lease] = {}
 _rates: dict[str, Rate] = {}
 _clients: dict[str, redis.Redis[bytes]] = {}
 
@@ -87,6 +90,7 @@ _clients: dict[str, redis.Redis[bytes]] = {}
 def leases_clear() -> None:
     """Forget this process's leases (as a new process would start)."""
     _leases.clear()
+    _other_leases.clear()
 
 
 def _redis_client() -> redis.Redis[bytes]:
@@ -135,9 +139,11 @@ def rate_limit_wait(prefix: str, scope: str = SCOPE) -> float | None:
     now = clock()
     window = math.floor(now / rate.seconds)
     wait = (window + 1) * rate.seconds - now
-    # One table of leases for every scope; a key's prefix has no ':', so names never meet.
-    name = prefix if scope == SCOPE else f"{scope}:{prefix}"
-    lease = _leases.get(name)
+    if scope == SCOPE:
+        leases, name = _leases, prefix
+    else:
+        leases, name = _other_leases, f"{scope}:{prefix}"
+    lease = leases.get(name)
     if lease is not None and lease.window == window:
         if lease.remaining > 0:
             lease.remaining -= 1
@@ -152,15 +158,15 @@ def rate_limit_wait(prefix: str, scope: str = SCOPE) -> float | None:
         _skip_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
         logger.warning("rate_limit.unavailable", extra={"error": type(error).__name__})
         return None
-    if len(_leases) >= MAX_LEASES and name not in _leases:
+    if len(leases) >= MAX_LEASES and name not in leases:
         # Forget every lease (their unspent requests are lost, as at a window's end) rather
         # than evict one by one from the front of the dict, which scans its deleted slots.
-        _leases.clear()
+        leases.clear()
     if granted <= 0:
-        _leases[name] = _Lease(window, 0, exhausted=True)
+        leases[name] = _Lease(window, 0, exhausted=True)
         return wait
     # This request spends one of the granted requests.
-    _leases[name] = _Lease(window, granted - 1, exhausted=granted < rate.lease)
+    leases[name] = _Lease(window, granted - 1, exhausted=granted < rate.lease)
     return None
 
 

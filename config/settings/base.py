@@ -302,7 +302,7 @@ AXES_RESET_ON_SUCCESS = True
 # Attempts while locked are refused without being recorded: the lockout ends on time, and
 # hammering a locked pair writes nothing (axes would append each to the attempt's row).
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_CLIENT_IP_CALLABLE = "apps.accounts.addresses.client_address"
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.addresses.limited_address"
 # No version banner in every process's log; failures and lockouts are still logged (with
 # the username and address masked).
 AXES_VERBOSE = False

@@ -23,6 +23,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts import services
+from apps.accounts.addresses import counted_address
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 LOGIN = "/admin/login/"
@@ -102,7 +103,8 @@ def test_admin_login__locked_then_reset_command__right_password_works(operator, 
     fail(client, 5)
     assert log_in(client, PASSWORD).status_code == 429
     # When
-    call_command(*[address if part == "ADDRESS" else part for part in command])
+    # (an IPv6 address is recorded, and reset, as its /64's first address)
+    call_command(*[counted_address(address) if part == "ADDRESS" else part for part in command])
     # Then
     assert logged_in(log_in(client, PASSWORD))
     assert AccessAttempt.objects.count() == 0
@@ -132,6 +134,19 @@ def test_admin_login__locked_pair__other_address_and_other_username_unaffected(o
     # Then
     assert logged_in(same_user_elsewhere)
     assert logged_in(other_user_here)
+
+
+@pytest.mark.django_db
+def test_admin_login__new_address_per_attempt_in_one_ipv6_64__locked_all_the_same(operator):
+    # Given: a client drawing a new address from its /64 for every attempt
+    network = ipaddress.IPv6Network((uuid.uuid4().int >> 64 << 64, 64))
+    clients = [Client(REMOTE_ADDR=str(network[n])) for n in (1, 2, 3, 4, 5, 2**63)]
+    # When
+    statuses = [log_in(client, "wrong").status_code for client in clients[:5]]
+    refused = log_in(clients[5], PASSWORD)
+    # Then
+    assert statuses == [200, 200, 200, 200, 429]
+    assert refused.status_code == 429
 
 
 @pytest.mark.django_db

@@ -19,7 +19,7 @@ from django.test import RequestFactory, override_settings
 from rest_framework.test import APIClient
 
 from apps.accounts import services, throttling
-from apps.accounts.addresses import client_address
+from apps.accounts.addresses import client_address, counted_address
 
 URL = "/api/v1/events"
 # 10 s into a minute window: 50 s remain.
@@ -257,6 +257,54 @@ def test_client_address__trusted_proxy_count__expected_address(
         found = client_address(_request(remote, forwarded))
     # Then
     assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
+        ("2001:0db8:0001:0002::1", "2001:db8:1:2::"),
+        ("2001:db8:1:2::", "2001:db8:1:2::"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("", ""),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_counted_address__address__ipv6_by_its_64_network(address, expected):
+    assert counted_address(address) == expected
+
+
+@pytest.mark.django_db
+def test_failed_authentication__new_address_per_request_in_one_ipv6_64__counted_together(
+    three_failures_per_minute,
+):
+    # Given: a client drawing a new address from its /64 for every request
+    network = ipaddress.IPv6Network((uuid.uuid4().int >> 64 << 64, 64))
+    addresses = [str(network[n]) for n in (1, 2, 3, 2**63)]
+    # When
+    statuses = [client_from(address).get(URL).status_code for address in addresses]
+    # Then
+    assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.django_db
+def test_failed_authentication__many_addresses__keys_leases_kept(
+    three_failures_per_minute, monkeypatch
+):
+    # Given: a key holding a lease, and room for three addresses' leases
+    monkeypatch.setattr(throttling, "MAX_LEASES", 3)
+    valid = client_from(fresh_address(), valid_key("read"))
+    assert valid.get(URL).status_code == 200
+    leases_of_keys = dict(throttling._leases)
+    # When: failures arrive from five addresses
+    statuses = [client_from(fresh_address()).get(URL).status_code for _ in range(5)]
+    # Then: the addresses' table was cleared once full (3, then 1 and 2 again), never the
+    # keys' table
+    assert statuses == [401] * 5
+    assert len(leases_of_keys) == 1
+    assert throttling._leases == leases_of_keys
+    assert len(throttling._other_leases) == 2
 
 
 @pytest.mark.django_db

@@ -212,6 +212,7 @@ def _prepare_django() -> None:
 
 def _demo_account() -> tuple[str, str]:
     """Create or refresh the demo superuser and a fresh all-scope key; (password, key)."""
+    from axes.utils import reset as axes_reset
     from django.contrib.auth.models import User
     from django.db import transaction
 
@@ -224,6 +225,9 @@ def _demo_account() -> tuple[str, str]:
         user.is_active = user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        # The password printed below works at once: an admin lockout of an earlier run
+        # (wrong passwords typed then) is lifted with the password it was about.
+        axes_reset(username=DEMO_USERNAME)
         # Only the key printed by the latest make run works: an old terminal's key is dead.
         previous = ApiKey.objects.filter(
             application__name=DEMO_APPLICATION, revoked_at__isnull=True

@@ -2,7 +2,9 @@
 
 The limit is `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api_key"]` (env KAIZEN_RATE_LIMIT),
 read per request, so a changed setting applies without a restart. Requests are counted in
-fixed windows, one Redis counter per key and window, shared by every process.
+fixed windows, one Redis counter per key and window, shared by every process. The same
+machinery counts failed authentications per client address under the scope `invalid_key`
+(env KAIZEN_INVALID_KEY_RATE_LIMIT; apps/accounts/middleware.py).
 
 A process does not ask Redis on every request: it takes a lease of several requests at once
 (`INCRBY lease`, pipelined with the SET that opens the window's counter with its timeout)
@@ -41,6 +43,8 @@ from apps.accounts.authentication import KeyPrincipal
 logger = logging.getLogger(__name__)
 
 SCOPE = "api_key"
+# Requests answered 401, per client address.
+INVALID_KEY_SCOPE = "invalid_key"
 RETRY_AFTER_FAILURE_SECONDS = 5.0
 # A lease is this fraction of the limit, within [1, LEASE_MAX] requests. The cap binds only
 # for limits over ~100,000 per window; below it a key spread over P processes may be refused
@@ -76,6 +80,9 @@ class Rate:
 
 
 _leases: dict[str, _Lease] = {}
+# The other scopes' leases (failed authentications per address) are kept apart: addresses
+# cost an attacker little (IPv6), and filling their table must never clear the keys' leases.
+_other_leases: dict[str, _Lease] = {}
 _rates: dict[str, Rate] = {}
 _clients: dict[str, redis.Redis[bytes]] = {}
 
@@ -83,6 +90,7 @@ _clients: dict[str, redis.Redis[bytes]] = {}
 def leases_clear() -> None:
     """Forget this process's leases (as a new process would start)."""
     _leases.clear()
+    _other_leases.clear()
 
 
 def _redis_client() -> redis.Redis[bytes]:
@@ -105,10 +113,11 @@ def _redis_client() -> redis.Redis[bytes]:
     return client
 
 
-def current_rate() -> Rate | None:
-    """The configured limit, or None when there is none ("1000/minute" → 1000 per 60 s)."""
+def current_rate(scope: str = SCOPE) -> Rate | None:
+    """The scope's configured limit, or None when there is none ("1000/minute" → 1000 per
+    60 s)."""
     rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
-    text = rates.get(SCOPE)
+    text = rates.get(scope)
     if text is None:
         return None
     text = str(text)
@@ -120,16 +129,21 @@ def current_rate() -> Rate | None:
     return rate
 
 
-def rate_limit_wait(prefix: str) -> float | None:
-    """None when the key `prefix` may make one more request now; else seconds to wait."""
+def rate_limit_wait(prefix: str, scope: str = SCOPE) -> float | None:
+    """None when `prefix` (an API key's prefix; for another scope, what that scope counts
+    by) may make one more request now; else seconds to wait."""
     global _skip_until
-    rate = current_rate()
+    rate = current_rate(scope)
     if rate is None:
         return None
     now = clock()
     window = math.floor(now / rate.seconds)
     wait = (window + 1) * rate.seconds - now
-    lease = _leases.get(prefix)
+    if scope == SCOPE:
+        leases, name = _leases, prefix
+    else:
+        leases, name = _other_leases, f"{scope}:{prefix}"
+    lease = leases.get(name)
     if lease is not None and lease.window == window:
         if lease.remaining > 0:
             lease.remaining -= 1
@@ -139,30 +153,30 @@ def rate_limit_wait(prefix: str) -> float | None:
     if time.monotonic() < _skip_until:
         return None
     try:
-        granted = _take(prefix, window, rate)
+        granted = _take(prefix, window, rate, scope)
     except Exception as error:  # noqa: BLE001 - any Redis failure: fail open, never 500
         _skip_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
         logger.warning("rate_limit.unavailable", extra={"error": type(error).__name__})
         return None
-    if len(_leases) >= MAX_LEASES and prefix not in _leases:
+    if len(leases) >= MAX_LEASES and name not in leases:
         # Forget every lease (their unspent requests are lost, as at a window's end) rather
         # than evict one by one from the front of the dict, which scans its deleted slots.
-        _leases.clear()
+        leases.clear()
     if granted <= 0:
-        _leases[prefix] = _Lease(window, 0, exhausted=True)
+        leases[name] = _Lease(window, 0, exhausted=True)
         return wait
     # This request spends one of the granted requests.
-    _leases[prefix] = _Lease(window, granted - 1, exhausted=granted < rate.lease)
+    leases[name] = _Lease(window, granted - 1, exhausted=granted < rate.lease)
     return None
 
 
-def _take(prefix: str, window: int, rate: Rate) -> int:
+def _take(prefix: str, window: int, rate: Rate, scope: str) -> int:
     """Reserve up to a lease of the window's requests in Redis; how many were granted."""
     # The counter outlives its window by a full window: an increment that races the expiry
     # never recreates it without a timeout. One round trip: open the counter with its
     # timeout if absent, then reserve. (SET NX EX + INCRBY rather than INCRBY + EXPIRE NX:
     # the embedded Redis is 6.2.)
-    redis_key = cache.make_and_validate_key(f"throttle:{SCOPE}:{prefix}:{window}")
+    redis_key = cache.make_and_validate_key(f"throttle:{scope}:{prefix}:{window}")
     pipeline = _redis_client().pipeline(transaction=False)
     pipeline.set(redis_key, 0, ex=2 * rate.seconds, nx=True)
     pipeline.incrby(redis_key, rate.lease)

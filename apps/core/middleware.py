@@ -36,6 +36,12 @@ class RequestMetricsMiddleware:
 class BodySizeLimitMiddleware:
     """The request body's guard, and the error body of Django's own bodiless errors.
 
+    - 411 for a body sent with Transfer-Encoding (chunked) instead of Content-Length: Django
+      reads a WSGI body up to Content-Length only, so it would see an empty body and answer
+      as if nothing was sent. Refused rather than read: PEP 3333 leaves decoding a chunked
+      body to each WSGI server (gunicorn does, others do not), the 413 guard below needs
+      the length before reading, and every HTTP client can send a JSON body with its
+      length.
     - 413 for a body over KAIZEN_MAX_BODY_BYTES, before anything reads it. Django's own
       DATA_UPLOAD_MAX_MEMORY_SIZE answers 400; API.md asks for 413. (Django's WSGI request
       reads no more than Content-Length, so the header is the whole story.)
@@ -55,6 +61,14 @@ class BodySizeLimitMiddleware:
 
     @staticmethod
     def _refusal(request: HttpRequest) -> HttpResponse | None:
+        coding = request.META.get("HTTP_TRANSFER_ENCODING")
+        if coding is not None and coding.lower() != "identity":
+            return json_error(
+                411,
+                "length_required",
+                "Send the request body with a Content-Length header; chunked transfer "
+                "encoding is not accepted.",
+            )
         limit: int = settings.KAIZEN_MAX_BODY_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -85,6 +99,7 @@ _CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "throttled",

@@ -6,6 +6,7 @@ KAIZEN_ENV=production refuses to boot when a required value is missing.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,10 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's files, served by Kaizen itself (no CDN): see SPECTACULAR_SETTINGS.
+    "drf_spectacular_sidecar",
+    # Admin login lockout after repeated wrong passwords (AXES_* below).
+    "axes",
     "apps.core",
     "apps.events",
     "apps.accounts",
@@ -144,12 +149,25 @@ MIDDLEWARE = [
     # Serves the admin's and API docs' static files from gunicorn (no separate web server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
+    # Requests answered 401 are counted per client address; past the limit: 429.
+    "apps.accounts.middleware.FailedAuthenticationThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into the lockout page (axes'
+    # AxesMiddleware, without its per-request async check).
+    "apps.accounts.middleware.AdminLockoutMiddleware",
+]
+# axes.W002 asks for axes' own middleware by name; AdminLockoutMiddleware stands in for it.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
+
+# The first backend refuses a locked-out username+address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -210,6 +228,12 @@ KAIZEN_API_KEY_CACHE_SECONDS = env.float("KAIZEN_API_KEY_CACHE_SECONDS", default
 # instead of reading the configuration number on every assignment.
 KAIZEN_CONFIG_WATCH = env.bool("KAIZEN_CONFIG_WATCH", default=True)
 KAIZEN_METRICS_TOKEN = env.str("KAIZEN_METRICS_TOKEN", default="")
+# How many reverse proxies in front of Kaizen append the address they saw to
+# X-Forwarded-For; 0 (the default) trusts no header and takes REMOTE_ADDR as the client
+# (apps/accounts/addresses.py). For the invalid-key throttle and the admin lockout.
+KAIZEN_TRUSTED_PROXY_COUNT = env.int("KAIZEN_TRUSTED_PROXY_COUNT", default=0)
+if KAIZEN_TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("KAIZEN_TRUSTED_PROXY_COUNT must be 0 or more.")
 # Monitoring (apps.monitoring): webhooks and the retraining queue.
 # Webhooks may reach private, loopback and link-local addresses only when this is on.
 KAIZEN_WEBHOOK_ALLOW_PRIVATE = env.bool("KAIZEN_WEBHOOK_ALLOW_PRIVATE", default=False)
@@ -241,7 +265,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("KAIZEN_RATE_LIMIT", default="6000/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env.str("KAIZEN_RATE_LIMIT", default="6000/minute"),
+        # Requests answered 401 (no, unknown, revoked or expired key) per client address;
+        # empty: no limit (apps/accounts/middleware.py).
+        "invalid_key": env.str("KAIZEN_INVALID_KEY_RATE_LIMIT", default="60/minute") or None,
+    },
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -255,11 +284,41 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # /api/docs/ loads Swagger UI from Kaizen's own static files (drf-spectacular-sidecar),
+    # never from a CDN, and asks no online validator about the schema.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "ExperimentStatusEnum": ["draft", "running", "paused", "stopped"],
         "RetrainingJobStatusEnum": "apps.monitoring.models.JobStatus",
     },
 }
+
+# Admin login lockout (django-axes): after KAIZEN_ADMIN_LOGIN_FAILURE_LIMIT wrong passwords
+# for one username from one client address, that pair is refused, even with the right
+# password, for KAIZEN_ADMIN_LOCKOUT_MINUTES (0: until `manage.py axes_reset`). Attempts are
+# kept in the database (axes' tables, shown in the admin). The API's bearer keys never go
+# through Django's login, so none of this touches them.
+AXES_FAILURE_LIMIT = env.int("KAIZEN_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+_lockout_minutes = env.float("KAIZEN_ADMIN_LOCKOUT_MINUTES", default=15.0)
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes > 0 else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A successful login clears the pair's failures: typos before it never count toward a later
+# lockout. (Failures also expire a cool-off time after the pair's last one.)
+AXES_RESET_ON_SUCCESS = True
+# Attempts while locked are refused without being recorded: the lockout ends on time, and
+# hammering a locked pair writes nothing (axes would append each to the attempt's row).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.addresses.limited_address"
+# No version banner in every process's log; failures and lockouts are still logged (with
+# the username and address masked).
+AXES_VERBOSE = False
+# The lockout answer is a page in the admin's own look (status 429), never axes' plain text
+# or its JSON for XMLHttpRequests.
+AXES_LOCKOUT_CALLABLE = "apps.accounts.lockout.lockout_response"
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured("KAIZEN_ADMIN_LOGIN_FAILURE_LIMIT must be 1 or more.")
 
 LOGGING = {
     "version": 1,

@@ -31,6 +31,7 @@ from apps.core.errors import (
     ValidationFailed,
 )
 from apps.core.pagination import encode_cursor, paginate
+from apps.ingest.models import Prediction
 from config import urls as project_urls
 
 ECHO = "/api/v1/tests/echo"
@@ -284,6 +285,44 @@ def test_post__body_over_configured_limit__413_and_at_limit__accepted(ingester_c
         "message": "The request body is over 32 bytes; send fewer events per request.",
         "details": [],
     }
+
+
+LENGTH_REQUIRED = {
+    "code": "length_required",
+    "message": "Send the request body with a Content-Length header; chunked transfer "
+    "encoding is not accepted.",
+    "details": [],
+}
+
+
+@pytest.mark.parametrize("url", [ECHO, "/api/v1/predictions", "/api/v1/assignments"])
+@pytest.mark.parametrize("coding", ["chunked", "Chunked", "gzip, chunked"])
+def test_post__chunked_transfer_encoding__411_and_nothing_read_as_empty(
+    ingester_client, url, coding
+):
+    # When: sent as a WSGI server hands a chunked body over, without Content-Length (Django
+    # would read it as b"", and the view answer 400 or accept an empty body)
+    response = ingester_client.generic(
+        "POST", url, b"", content_type="application/json", HTTP_TRANSFER_ENCODING=coding
+    )
+    # Then
+    assert response.status_code == 411
+    assert _error(response) == LENGTH_REQUIRED
+    assert Prediction.objects.count() == 0
+
+
+def test_post__identity_transfer_encoding__body_read_as_usual(ingester_client):
+    # When
+    response = ingester_client.generic(
+        "POST",
+        ECHO,
+        b'{"name": "a", "score": 1}',
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="identity",
+    )
+    # Then
+    assert response.status_code == 201
+    assert response.json() == {"name": "a", "score": 1.0}
 
 
 @pytest.mark.parametrize("length", ["abc", "-1", "1e3"])

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from django.urls import Resolver404, resolve
 
+from tests.core.test_api_docs import ASSETS, references
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 START_SECONDS = 240  # a first run: initdb, every migration, collectstatic, two servers
 STOP_SECONDS = 90
@@ -157,6 +159,16 @@ def _log_in_as_demo(client: Http) -> tuple[int, str]:
     return status, headers.get("Location", "")
 
 
+def _check_docs_page(client: Http) -> None:
+    """/api/docs/ names only files of this server, and each is served (no CDN, no internet)."""
+    status, _, page = client.request("GET", "/api/docs/")
+    assert status == 200
+    found = references(page.decode())
+    assert sorted(found) == sorted(ASSETS)
+    for url in found:
+        assert (url, client.request("GET", url)[0]) == (url, 200)
+
+
 def _exercise_the_api(client: Http, key: str) -> None:
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     try:
@@ -211,6 +223,7 @@ def test_make_run__embedded_mode__serves_then_stops_everything_on_sigint(tmp_pat
         assert (status, b'name="password"' in page) == (200, True)
         status, headers, _ = client.request("GET", "/static/admin/css/base.css")
         assert (status, headers["Content-Type"].startswith("text/css")) == (200, True)
+        _check_docs_page(client)
         assert _log_in_as_demo(client) == (302, "/admin/")
         status, _, metrics = client.request("GET", "/metrics")
         assert status == 200

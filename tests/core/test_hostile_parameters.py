@@ -300,3 +300,20 @@ def test_every_operation__unknown_query_parameter__400_naming_it(
     assert response.status_code == 400
     assert _error(response)["code"] == "validation_error"
     assert _fields(response) == ["x-unknown"]
+
+
+def test_schema__every_operation__documents_the_errors_any_view_answers():
+    # Given
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    # Then: 400 (parameters), key, scope and rate limit everywhere; 404 with a path
+    # parameter; 413 and 415 with a body; each as API.md's error body
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            expected = {"400", "401", "403", "429"}
+            expected |= {"404"} if "{" in path else set()
+            expected |= {"413", "415"} if method in {"post", "put", "patch"} else set()
+            responses = operation["responses"]
+            assert expected <= set(responses), (method, path)
+            for status in expected:
+                content = responses[status]["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorBody"}

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import views as core_views
+from apps.core.query import Choice, checked
 from apps.experiments.api import views as experiment_views
 
 # Django tries routes in order: the hot endpoints (assignments, then ingestion) come first.
@@ -22,11 +23,16 @@ api_v1 = [
 urlpatterns = [
     path("api/v1/assignments", experiment_views.AssignmentView.as_view(), name="assignments"),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/schema/",
+        checked(SpectacularAPIView.as_view(), Choice("format", choices=("json", "yaml"))),
+        name="schema",
+    ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("healthz", core_views.healthz, name="healthz"),
-    path("readyz", core_views.readyz, name="readyz"),
-    path("metrics", core_views.metrics, name="metrics"),
+    # The operations endpoints take no query parameter: one given is a 400, as on the API.
+    path("healthz", checked(core_views.healthz), name="healthz"),
+    path("readyz", checked(core_views.readyz), name="readyz"),
+    path("metrics", checked(core_views.metrics), name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

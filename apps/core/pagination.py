@@ -1,15 +1,13 @@
 """Keyset pagination for every list endpoint: `{"results", "next_cursor"}` (API.md "Lists").
 
-A cursor is the opaque, URL-safe encoding of the ordering key of the last row returned, so
-a page never skips or repeats rows that existed when the first page was read, and costs one
-indexed range scan however deep the client goes.
+A cursor is the ordering key of the last row returned, signed for its list's kind (the rows'
+model and the keys; apps.core.cursors), so a page never skips or repeats rows that existed
+when the first page was read, costs one indexed range scan however deep the client goes, and
+a cursor forged, truncated or taken from another list is a 400.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,32 +18,26 @@ from django.db.models import Model, Q, QuerySet
 from django.utils.timezone import is_naive
 from rest_framework.request import Request
 
+from apps.core.cursors import cursor_sign, cursor_unsign, forged
 from apps.core.errors import ValidationFailed
+from apps.core.query import DEFAULT_LIMIT, Invalid, Limit
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-
-
-def encode_cursor(values: Sequence[Any]) -> str:
-    raw = json.dumps(list(values), separators=(",", ":"), default=str).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+_LIMIT = Limit()
 
 
-def _forged() -> ValidationFailed:
-    return ValidationFailed(
-        "The cursor is not one this server gave out.",
-        details=[{"field": "cursor", "message": "Pass next_cursor from a previous page."}],
-    )
+def list_kind(model: type[Model], keys: Sequence[str]) -> str:
+    """The kind of the cursors of a list of `model` rows in `keys` order (the signing salt)."""
+    return f"list.{model._meta.label_lower}.{'.'.join(keys)}"
 
 
-def decode_cursor(cursor: str, size: int) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError, RecursionError) as error:
-        raise _forged() from error
+def encode_cursor(kind: str, values: Sequence[Any]) -> str:
+    return cursor_sign(kind, list(values))
+
+
+def decode_cursor(kind: str, cursor: str, size: int) -> list[Any]:
+    values = cursor_unsign(kind, cursor, field="cursor")
     if not isinstance(values, list) or len(values) != size:
-        raise _forged()
+        raise forged("cursor")
     return values
 
 
@@ -54,15 +46,11 @@ def parse_limit(request: Request) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
     try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
+        return _LIMIT.parse(raw)
+    except Invalid as error:
         raise ValidationFailed(
-            f"limit must be an integer from 1 to {MAX_LIMIT}.",
-            details=[{"field": "limit", "message": f"Between 1 and {MAX_LIMIT}."}],
-        )
-    return limit
+            error.summary, details=[{"field": _LIMIT.name, "message": error.message}]
+        ) from None
 
 
 def _after(keys: Sequence[str], values: Sequence[Any]) -> Q:
@@ -108,9 +96,9 @@ def _typed(model: type[Model], keys: Sequence[str], values: Sequence[Any]) -> li
         try:
             converted = field.to_python(value) if value is not None else None
         except (DjangoValidationError, TypeError, ValueError, OverflowError) as error:
-            raise _forged() from error
+            raise forged("cursor") from error
         if converted is None or (isinstance(converted, datetime) and is_naive(converted)):
-            raise _forged()
+            raise forged("cursor")
         typed.append(converted)
     return typed
 
@@ -124,16 +112,17 @@ def paginate[M: Model](
 ) -> dict[str, Any]:
     """One page of `queryset` in ascending order of `keys` (the last key must be unique)."""
     limit = parse_limit(request)
+    kind = list_kind(queryset.model, keys)
     cursor = request.query_params.get("cursor")
     if cursor:
-        values = _typed(queryset.model, keys, decode_cursor(cursor, len(keys)))
+        values = _typed(queryset.model, keys, decode_cursor(kind, cursor, len(keys)))
         queryset = queryset.filter(_after(keys, values))
     rows = list(queryset.order_by(*keys)[: limit + 1])
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = encode_cursor([_key_value(last, key) for key in keys])
+        next_cursor = encode_cursor(kind, [_key_value(last, key) for key in keys])
     return {"results": [serialize(row) for row in page], "next_cursor": next_cursor}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core.errors import Detail, ValidationFailed
+from apps.core.text import name_problem
 from apps.experiments.bucketing import attribute_text
 from apps.experiments.models import KEY_PATTERN, MetricType
 
@@ -118,12 +119,18 @@ class _Collector:
     def add(self, field_path: str, message: str) -> None:
         self.details.append({"field": field_path, "message": message})
 
-    def text(self, value: Any, path: str, *, limit: int, required: bool = False) -> str:
+    def text(
+        self, value: Any, path: str, *, limit: int, required: bool = False, name: bool = False
+    ) -> str:
+        """A string within `limit`, without U+0000; a `name` without any control character."""
         if not isinstance(value, str):
             self.add(path, "Must be a string.")
             return ""
+        problem = name_problem(value) if name else None
         if "\x00" in value:
             self.add(path, "Must not contain the NUL character (U+0000).")
+        elif problem is not None:
+            self.add(path, problem)
         elif len(value) > limit:
             self.add(path, f"At most {limit} characters.")
         elif required and not value.strip():
@@ -151,7 +158,7 @@ class _Collector:
     def string_list(self, value: Any, path: str, limit: int) -> tuple[str, ...]:
         items = self.listing(value, path, limit)
         return tuple(
-            self.text(item, f"{path}.{index}", limit=ATTRIBUTE_MAX_LENGTH, required=True)
+            self.text(item, f"{path}.{index}", limit=ATTRIBUTE_MAX_LENGTH, required=True, name=True)
             for index, item in enumerate(items)
         )
 
@@ -210,7 +217,7 @@ def _parse_scalars(
     for name in ("key", "model", "control"):
         if name in payload:
             values[name] = problems.text(
-                payload[name], name, limit=ATTRIBUTE_MAX_LENGTH, required=True
+                payload[name], name, limit=ATTRIBUTE_MAX_LENGTH, required=True, name=True
             )
     for name, limit in (("description", MAX_TEXT), ("hypothesis", MAX_TEXT), ("owner", 200)):
         if name in payload:
@@ -223,7 +230,9 @@ def _parse_scalars(
         values["primary_metric"] = (
             None
             if raw is None
-            else problems.text(raw, "primary_metric", limit=ATTRIBUTE_MAX_LENGTH, required=True)
+            else problems.text(
+                raw, "primary_metric", limit=ATTRIBUTE_MAX_LENGTH, required=True, name=True
+            )
         )
 
 
@@ -272,9 +281,13 @@ def _parse_variant(value: Any, path: str, problems: _Collector) -> VariantSpec:
         if item and required not in item:
             problems.add(f"{path}.{required}", "This field is required.")
     return VariantSpec(
-        key=problems.text(item.get("key", ""), f"{path}.key", limit=100, required=True),
+        key=problems.text(item.get("key", ""), f"{path}.key", limit=100, required=True, name=True),
         model_version=problems.text(
-            item.get("model_version", ""), f"{path}.model_version", limit=100, required=True
+            item.get("model_version", ""),
+            f"{path}.model_version",
+            limit=100,
+            required=True,
+            name=True,
         ),
         weight=problems.number(item.get("weight", 0.0), f"{path}.weight"),
     )
@@ -286,7 +299,7 @@ def _parse_metric(value: Any, path: str, problems: _Collector) -> MetricSpec:
     if item and kind not in MetricType.values:
         problems.add(f"{path}.type", "Must be 'binomial' or 'mean'.")
     return MetricSpec(
-        key=problems.text(item.get("key", ""), f"{path}.key", limit=100, required=True),
+        key=problems.text(item.get("key", ""), f"{path}.key", limit=100, required=True, name=True),
         type=kind if isinstance(kind, str) else "",
     )
 
@@ -303,7 +316,7 @@ def _parse_targeting(value: Any, problems: _Collector) -> dict[str, tuple[str, .
     parsed: dict[str, tuple[str, ...]] = {}
     for attribute, allowed in value.items():
         path = f"targeting.{str(attribute)[:100]}"
-        problems.text(attribute, path, limit=ATTRIBUTE_MAX_LENGTH, required=True)
+        problems.text(attribute, path, limit=ATTRIBUTE_MAX_LENGTH, required=True, name=True)
         items = problems.listing(allowed, path, MAX_TARGETING_VALUES)
         texts = []
         for index, item in enumerate(items):
@@ -342,7 +355,7 @@ def _parse_ramp_step(value: Any, path: str, problems: _Collector) -> RampStepSpe
 def spec_problems(spec: ExperimentSpec, facts: RegistryFacts) -> list[Detail]:
     """Every rule the spec breaks (empty when it is valid)."""
     problems = _Collector()
-    if not KEY_RE.match(spec.key):
+    if not KEY_RE.fullmatch(spec.key):
         problems.add("key", KEY_MESSAGE)
     if not facts.model_exists:
         problems.add("model", f"No model named {spec.model!r} is registered.")
@@ -383,7 +396,7 @@ def _check_variant(
     variant: VariantSpec,
     seen: set[str],
 ) -> None:
-    if not KEY_RE.match(variant.key):
+    if not KEY_RE.fullmatch(variant.key):
         problems.add(f"{path}.key", KEY_MESSAGE)
     if variant.key in seen:
         problems.add(f"{path}.key", f"Two variants are called {variant.key!r}.")
@@ -405,7 +418,7 @@ def _check_variant(
 def _check_metrics(spec: ExperimentSpec, problems: _Collector) -> None:
     keys: set[str] = set()
     for index, metric in enumerate(spec.metrics):
-        if not KEY_RE.match(metric.key):
+        if not KEY_RE.fullmatch(metric.key):
             problems.add(f"metrics.{index}.key", KEY_MESSAGE)
         if metric.key in keys:
             problems.add(f"metrics.{index}.key", f"The metric {metric.key!r} is listed twice.")
@@ -494,7 +507,7 @@ def parse_assignment(payload: Any) -> tuple[str, str, dict[str, Any]]:
     for required in ("experiment", "subject"):
         if required not in payload:
             problems.add(required, "This field is required.")
-    experiment = problems.text(payload.get("experiment", ""), "experiment", limit=100)
+    experiment = problems.text(payload.get("experiment", ""), "experiment", limit=100, name=True)
     subject = problems.text(payload.get("subject", ""), "subject", limit=max_length, required=True)
     attributes = payload.get("attributes")
     if attributes is None:
@@ -516,8 +529,10 @@ def _check_attributes(attributes: dict[str, Any], problems: _Collector, max_leng
         return
     for name, value in attributes.items():
         path = f"attributes.{name[:100]}"
-        if len(name) > ATTRIBUTE_MAX_LENGTH or "\x00" in name or not name:
+        if len(name) > ATTRIBUTE_MAX_LENGTH or not name:
             problems.add(path, f"Attribute names have 1-{ATTRIBUTE_MAX_LENGTH} characters.")
+        elif name_problem(name) is not None:
+            problems.add(path, f"Attribute names are names. {name_problem(name)}")
         elif isinstance(value, str):
             problems.text(value, path, limit=max_length)
         elif isinstance(value, bool):

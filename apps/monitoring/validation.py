@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from apps.core.errors import Detail, ValidationFailed
+from apps.core.text import name_problem
 from apps.monitoring.models import MINIMUM_COOLDOWN, MINIMUM_WINDOW, Action, Comparator
 
 DURATION_RE = re.compile(r"^(\d{1,6})([mhd])$")
@@ -151,13 +152,24 @@ def is_number(value: Any) -> bool:
 
 
 def check_text(
-    problems: Problems, value: Any, path: str, *, limit: int, required: bool = False
+    problems: Problems,
+    value: Any,
+    path: str,
+    *,
+    limit: int,
+    required: bool = False,
+    name: bool = False,
 ) -> str:
+    """A string within `limit`, without U+0000; a `name` (or URL) without any control
+    character."""
     if not isinstance(value, str):
         problems.add(path, "Must be a string.")
         return ""
+    problem = name_problem(value) if name else None
     if "\x00" in value:
         problems.add(path, "Must not contain the NUL character (U+0000).")
+    elif problem is not None:
+        problems.add(path, problem)
     elif len(value) > limit:
         problems.add(path, f"At most {limit} characters.")
     elif required and not value.strip():
@@ -192,7 +204,7 @@ def check_webhook_url(
     if value is None or value == "":
         return ""
     before = len(problems.details)
-    url = check_text(problems, value, path, limit=URL_MAX_LENGTH)
+    url = check_text(problems, value, path, limit=URL_MAX_LENGTH, name=True)
     if len(problems.details) > before:
         return ""
     try:
@@ -231,7 +243,7 @@ def _parse_segment(problems: Problems, value: Any) -> tuple[str, str] | None:
         problems.add("segment", "A rule watches at most one attribute (or none: null).")
         return None
     ((attribute, raw),) = value.items()
-    name = check_text(problems, attribute, "segment", limit=100, required=True)
+    name = check_text(problems, attribute, "segment", limit=100, required=True, name=True)
     path = f"segment.{str(attribute)[:100]}"
     if not (isinstance(raw, str | bool) or is_number(raw)):
         problems.add(path, "Must be a string, number or boolean.")
@@ -282,14 +294,18 @@ def _parse_boolean(problems: Problems, value: Any, path: str) -> bool | None:
     return value
 
 
+def _name(problems: Problems, value: Any, path: str, limit: int) -> str:
+    return check_text(problems, value, path, limit=limit, required=True, name=True)
+
+
 def _field_values(
     payload: Mapping[str, Any], problems: Problems, *, allow_private: bool
 ) -> dict[str, Any]:
     """The given fields parsed; a field with a problem is left out (its problem recorded)."""
     parsers: dict[str, Any] = {
-        "name": lambda v: check_text(problems, v, "name", limit=NAME_MAX_LENGTH, required=True),
-        "model": lambda v: check_text(problems, v, "model", limit=100, required=True),
-        "metric": lambda v: check_text(problems, v, "metric", limit=50, required=True),
+        "name": lambda v: _name(problems, v, "name", NAME_MAX_LENGTH),
+        "model": lambda v: _name(problems, v, "model", 100),
+        "metric": lambda v: _name(problems, v, "metric", 50),
         "segment": lambda v: _parse_segment(problems, v),
         "window": lambda v: _parse_duration_field(problems, v, "window"),
         "cooldown": lambda v: _parse_duration_field(problems, v, "cooldown"),

@@ -19,6 +19,7 @@ import orjson
 from django.conf import settings
 
 from apps.core.errors import Detail, ValidationFailed
+from apps.core.text import name_problem
 from apps.registry.models import NAME_PATTERN, Task
 
 NAME_RE = re.compile(NAME_PATTERN)
@@ -65,14 +66,21 @@ def check_string(
     *,
     max_length: int | None = None,
     required: bool = False,
+    name: bool = False,
 ) -> str:
-    """A string without U+0000 and within the length limit; "" when it is not one."""
+    """A string without U+0000 and within the length limit; "" when it is not one.
+
+    A `name` (of an attribute, a feature, a dataset) holds no control character at all.
+    """
     limit = max_string_length() if max_length is None else max_length
     if not isinstance(value, str):
         problems.add(field_path, "Must be a string.")
         return ""
+    problem = name_problem(value) if name else None
     if "\x00" in value:
         problems.add(field_path, "Must not contain the NUL character (U+0000).")
+    elif problem is not None:
+        problems.add(field_path, problem)
     elif len(value) > limit:
         problems.add(field_path, f"At most {limit} characters.")
     elif required and not value.strip():
@@ -171,7 +179,9 @@ def clean_segment_attributes(problems: Problems, value: Any) -> list[str]:
     cleaned: list[str] = []
     for position, item in enumerate(value):
         path = f"segment_attributes.{position}"
-        name = check_string(problems, item, path, max_length=ATTRIBUTE_MAX_LENGTH, required=True)
+        name = check_string(
+            problems, item, path, max_length=ATTRIBUTE_MAX_LENGTH, required=True, name=True
+        )
         if name in seen:
             problems.add(path, f"Duplicate attribute {name!r}.")
         seen.add(name)
@@ -287,6 +297,10 @@ def _check_key(problems: Problems, key: Any, path: str) -> bool:
     if "\x00" in key or len(key) > max_string_length():
         problems.add(path, f"Keys are at most {max_string_length()} characters, without NUL.")
         return False
+    problem = name_problem(key)
+    if problem is not None:
+        problems.add(path, f"Keys are names. {problem}")
+        return False
     return True
 
 
@@ -354,7 +368,7 @@ def _clean_features(problems: Problems, value: Any) -> list[dict[str, Any]]:
             continue
         for unknown in sorted(set(map(str, item)) - {"name", "importance"}):
             problems.add(f"{path}.{unknown}", "Unknown field.")
-        name = check_string(problems, item.get("name"), f"{path}.name", required=True)
+        name = check_string(problems, item.get("name"), f"{path}.name", required=True, name=True)
         if name in seen:
             problems.add(f"{path}.name", f"Duplicate feature {name!r}.")
         seen.add(name)
@@ -386,8 +400,10 @@ def _clean_dataset_versions(problems: Problems, value: Any) -> list[dict[str, st
             continue
         for unknown in sorted(set(map(str, item)) - {"name", "version"}):
             problems.add(f"{path}.{unknown}", "Unknown field.")
-        name = check_string(problems, item.get("name"), f"{path}.name", required=True)
-        version = check_string(problems, item.get("version"), f"{path}.version", required=True)
+        name = check_string(problems, item.get("name"), f"{path}.name", required=True, name=True)
+        version = check_string(
+            problems, item.get("version"), f"{path}.version", required=True, name=True
+        )
         if (name, version) in seen:
             problems.add(path, f"Duplicate dataset version {name!r} {version!r}.")
         seen.add((name, version))

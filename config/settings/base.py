@@ -261,7 +261,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = KAIZEN_MAX_BODY_BYTES + 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.permissions.HasScope"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "apps.accounts.permissions.HasScope",
+        "apps.core.query.DeclaredParameters",  # after the key: undeclared/bad parameters → 400
+    ],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.ApiKeyRateThrottle"],
@@ -272,7 +275,7 @@ REST_FRAMEWORK = {
         "invalid_key": env.str("KAIZEN_INVALID_KEY_RATE_LIMIT", default="60/minute") or None,
     },
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 

@@ -7,6 +7,8 @@ this module that needs a JSON object, mounted beside the project's routes.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -30,8 +32,10 @@ from apps.core.errors import (
     Unavailable,
     ValidationFailed,
 )
-from apps.core.pagination import encode_cursor, paginate
+from apps.core.pagination import encode_cursor, list_kind, paginate
+from apps.core.query import PAGE, Text, accepts
 from apps.ingest.models import Prediction
+from apps.registry.models import MLModel
 from config import urls as project_urls
 
 ECHO = "/api/v1/tests/echo"
@@ -53,6 +57,7 @@ class EchoView(APIView):
         given.is_valid(raise_exception=True)
         return Response(given.validated_data, status=201)
 
+    @accepts(Text("raise"), Text("crash"))
     def get(self, request: Request) -> Response:
         raised = RAISED.get(request.query_params.get("raise", ""))
         if raised is not None:
@@ -80,6 +85,7 @@ class KeyListView(APIView):
 
     scopes = {"GET": "read"}
 
+    @accepts(*PAGE)
     def get(self, request: Request) -> Response:
         return Response(
             paginate(
@@ -111,6 +117,8 @@ handler404 = project_urls.handler404
 handler500 = project_urls.handler500
 
 pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+
+KEYS = list_kind(ApiKey, ("created_at", "id"))
 
 
 def _error(response: Any) -> dict[str, Any]:
@@ -551,18 +559,18 @@ def test_paginate__pages_of_two__every_row_once_in_order(make_client):
     "cursor",
     [
         "!!!",
-        encode_cursor(["2026-01-01T00:00:00+00:00"]),
-        encode_cursor(["2026-01-01T00:00:00+00:00", 1, 2]),
-        encode_cursor(["not a time", 1]),
-        encode_cursor(["2026-01-01T00:00:00", 1]),
-        encode_cursor(["2026-13-45T00:00:00+00:00", 1]),
-        encode_cursor([{"a": 1}, 1]),
-        encode_cursor([["x"], 1]),
-        encode_cursor([None, 1]),
-        encode_cursor(["2026-01-01T00:00:00+00:00", "abc"]),
-        encode_cursor(["2026-01-01T00:00:00+00:00", None]),
-        encode_cursor({"created_at": 1, "id": 2}),  # type: ignore[arg-type]  # forged: not a list
-        encode_cursor("text"),
+        encode_cursor(KEYS, ["2026-01-01T00:00:00+00:00"]),
+        encode_cursor(KEYS, ["2026-01-01T00:00:00+00:00", 1, 2]),
+        encode_cursor(KEYS, ["not a time", 1]),
+        encode_cursor(KEYS, ["2026-01-01T00:00:00", 1]),
+        encode_cursor(KEYS, ["2026-13-45T00:00:00+00:00", 1]),
+        encode_cursor(KEYS, [{"a": 1}, 1]),
+        encode_cursor(KEYS, [["x"], 1]),
+        encode_cursor(KEYS, [None, 1]),
+        encode_cursor(KEYS, ["2026-01-01T00:00:00+00:00", "abc"]),
+        encode_cursor(KEYS, ["2026-01-01T00:00:00+00:00", None]),
+        encode_cursor(KEYS, {"created_at": 1, "id": 2}),  # type: ignore[arg-type]  # forged: not a list
+        encode_cursor(KEYS, "text"),
     ],
 )
 def test_paginate__forged_cursor__400_validation_error(make_client, cursor):
@@ -577,11 +585,77 @@ def test_paginate__forged_cursor__400_validation_error(make_client, cursor):
     }
 
 
+def _unsigned(values: list[Any]) -> str:
+    """A cursor's payload without its signature: what a client could forge by hand."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+_POSITION = ["2000-01-01T00:00:00+00:00", 1]
+_SIGNED = encode_cursor(KEYS, _POSITION)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _unsigned(_POSITION),
+        _SIGNED[:-1],
+        _SIGNED[: len(_SIGNED) // 2],
+        _SIGNED.rsplit(".", 1)[0] + ".",
+        _SIGNED + "A",
+        _unsigned(["2100-01-01T00:00:00+00:00", 1]) + "." + _SIGNED.rsplit(".", 1)[1],
+        encode_cursor(list_kind(ApiKey, ("id",)), [1]),
+        encode_cursor(list_kind(MLModel, ("created_at", "id")), _POSITION),
+        encode_cursor("events.feed", _POSITION),
+    ],
+    ids=[
+        "unsigned",
+        "signature truncated",
+        "cut in half",
+        "signature removed",
+        "signature extended",
+        "payload edited",
+        "another list of the same rows",
+        "another model's list",
+        "the event feed's",
+    ],
+)
+def test_paginate__cursor_not_signed_for_this_list__400_and_no_query(
+    make_client, django_assert_num_queries, cursor
+):
+    # Given
+    client = make_client("read")
+    # When: only the key's lookup reaches the database
+    with django_assert_num_queries(1):
+        response = client.get("/api/v1/tests/keys", {"cursor": cursor})
+    # Then
+    assert response.status_code == 400
+    assert _error(response) == {
+        "code": "validation_error",
+        "message": "The cursor is not one this server gave out.",
+        "details": [{"field": "cursor", "message": "Pass next_cursor from a previous page."}],
+    }
+
+
+def test_paginate__next_cursor__signed_for_its_list_and_accepted(make_client):
+    # Given: two keys, pages of one
+    client = make_client("read")
+    make_client("ingest")
+    first = client.get("/api/v1/tests/keys", {"limit": 1}).json()
+    # When
+    second = client.get("/api/v1/tests/keys", {"limit": 1, "cursor": first["next_cursor"]})
+    # Then: the cursor is URL-safe as it is, and continues the list
+    assert first["next_cursor"].replace("-", "").replace("_", "").replace(".", "").isalnum()
+    assert second.status_code == 200
+    ids = [row["id"] for row in first["results"] + second.json()["results"]]
+    assert ids == list(ApiKey.objects.order_by("created_at", "id").values_list("id", flat=True))
+
+
 @pytest.mark.parametrize("last_id", [2**63, -(2**63) - 1, 10**30])
 def test_paginate__cursor_id_beyond_bigint__never_500(make_client, last_id):
     # When
     response = make_client("read").get(
-        "/api/v1/tests/keys", {"cursor": encode_cursor(["2000-01-01T00:00:00+00:00", last_id])}
+        "/api/v1/tests/keys",
+        {"cursor": encode_cursor(KEYS, ["2000-01-01T00:00:00+00:00", last_id])},
     )
     # Then: the key (created after 2000) follows the position whatever the id
     assert response.status_code == 200

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.analytics import selectors, services
 from apps.analytics.api import serializers
+from apps.core.query import Choice, Text, Time, accepts
 from apps.core.schema import error_responses
 
 
 class ExperimentResultsView(APIView):
     scopes = {"GET": "read"}
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "segment",
-                OpenApiTypes.STR,
-                description="one of the experiment's breakdown_attributes",
-            )
-        ],
-        responses=serializers.ResultsSerializer,
-    )
+    @accepts(Text("segment", description="one of the experiment's breakdown_attributes"))
+    @extend_schema(responses=serializers.ResultsSerializer)
     def get(self, request: Request, key: str) -> Response:
         segment = request.query_params.get("segment")
         return Response(selectors.experiment_results(key=key, segment=segment or None))
@@ -55,28 +47,22 @@ class AggregationRunView(APIView):
 class ModelPerformanceView(APIView):
     scopes = {"GET": "read"}
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("version", OpenApiTypes.STR, description="one version only"),
-            OpenApiParameter(
-                "segment",
-                OpenApiTypes.STR,
-                description="one of the model's segment_attributes: a row per value "
-                "(its first 100 values in log order; later ones as 'other', absent as null)",
-            ),
-            OpenApiParameter("bucket", OpenApiTypes.STR, enum=["hour", "day"]),
-            OpenApiParameter(
-                "start",
-                OpenApiTypes.DATETIME,
-                description="RFC 3339 with offset; default end − 7 days; whole buckets "
-                "overlapping [start, end) are answered",
-            ),
-            OpenApiParameter(
-                "end", OpenApiTypes.DATETIME, description="RFC 3339 with offset; default now"
-            ),
-        ],
-        responses=serializers.PerformanceSerializer,
+    @accepts(
+        Text("version", description="one version only"),
+        Text(
+            "segment",
+            description="one of the model's segment_attributes: a row per value "
+            "(its first 100 values in log order; later ones as 'other', absent as null)",
+        ),
+        Choice("bucket", choices=("hour", "day")),
+        Time(
+            "start",
+            description="RFC 3339 with offset; default end − 7 days; whole buckets "
+            "overlapping [start, end) are answered",
+        ),
+        Time("end", description="RFC 3339 with offset; default now"),
     )
+    @extend_schema(responses=serializers.PerformanceSerializer)
     def get(self, request: Request, name: str) -> Response:
         query = request.query_params
         return Response(

@@ -12,12 +12,7 @@ from typing import Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import HTTP_HEADER_ENCODING
 from rest_framework.exceptions import (
     NotAuthenticated,
@@ -35,6 +30,7 @@ from apps.accounts.throttling import rate_limit_wait
 from apps.core.errors import ValidationFailed, exception_handler, strict_json_response
 from apps.core.pagination import paginate
 from apps.core.parsers import loads
+from apps.core.query import PAGE, Choice, Text, accepts, check_request
 from apps.core.schema import error_responses
 from apps.experiments import selectors, services
 from apps.experiments.api import serializers as shapes
@@ -68,16 +64,15 @@ def _detail(experiment: Experiment) -> dict[str, Any]:
 class ExperimentListView(APIView):
     scopes = {"GET": "read", "POST": "manage"}
 
+    @accepts(
+        Choice("status", choices=tuple(Status.values)),
+        Text("model", description="Only this model's experiments"),
+        *PAGE,
+    )
     @extend_schema(
         tags=TAGS,
         operation_id="experiments_list",
         summary="List experiments in creation order",
-        parameters=[
-            OpenApiParameter("status", str, enum=[s.value for s in Status]),
-            OpenApiParameter("model", str, description="Only this model's experiments"),
-            OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-            OpenApiParameter("limit", int, description="1-1000, default 100"),
-        ],
         responses={200: shapes.ExperimentPageSerializer, **_errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
@@ -236,6 +231,8 @@ class AssignmentView(APIView):
             wait = rate_limit_wait(principal.prefix)
             if wait is not None:
                 raise Throttled(wait)
+            if request.META.get("QUERY_STRING"):
+                check_request(request.GET, kwargs, self.post)
             if not (request.content_type or "").startswith("application/json"):
                 raise UnsupportedMediaType(request.content_type or "")
             body = _assign(loads(request.body))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 from apps.accounts.permissions import actor_of
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import paginate
-from apps.core.schema import PAGE_PARAMETERS, error_responses
+from apps.core.query import PAGE, Boolean, Choice, Integer, Text, accepts
+from apps.core.schema import error_responses
 from apps.monitoring import selectors, services
 from apps.monitoring.api import serializers as shapes
 from apps.monitoring.models import JobStatus
@@ -27,7 +28,6 @@ _ERROR_TEXT = {
     409: "Conflicts with the current state (a name taken, a job not in that status).",
     415: "The body is not application/json.",
 }
-_PAGE = PAGE_PARAMETERS
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
@@ -63,15 +63,11 @@ def _rule_body(rule_id: int, secret: str | None) -> dict[str, Any]:
 class RuleListView(APIView):
     scopes = {"GET": "read", "POST": "manage"}
 
+    @accepts(Text("model", description="Only this model's rules"), Boolean("enabled"), *PAGE)
     @extend_schema(
         tags=TAGS,
         operation_id="rules_list",
         summary="List rules in creation order",
-        parameters=[
-            OpenApiParameter("model", str, description="Only this model's rules"),
-            OpenApiParameter("enabled", bool),
-            *_PAGE,
-        ],
         responses={200: shapes.RulePageSerializer, **_errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
@@ -132,16 +128,11 @@ class RuleDetailView(APIView):
 class AlertListView(APIView):
     scopes = {"GET": "read"}
 
+    @accepts(Text("model"), Integer("rule", minimum=1), Boolean("acknowledged"), *PAGE)
     @extend_schema(
         tags=TAGS,
         operation_id="alerts_list",
         summary="List alerts, oldest first",
-        parameters=[
-            OpenApiParameter("model", str),
-            OpenApiParameter("rule", int),
-            OpenApiParameter("acknowledged", bool),
-            *_PAGE,
-        ],
         responses={200: shapes.AlertPageSerializer, **_errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
@@ -181,15 +172,11 @@ class AlertAcknowledgeView(APIView):
 class JobListView(APIView):
     scopes = {"GET": "read"}
 
+    @accepts(Text("model"), Choice("status", choices=tuple(JobStatus.values)), *PAGE)
     @extend_schema(
         tags=TAGS,
         operation_id="retraining_jobs_list",
         summary="List retraining jobs in creation order",
-        parameters=[
-            OpenApiParameter("model", str),
-            OpenApiParameter("status", str, enum=JobStatus.values),
-            *_PAGE,
-        ],
         responses={200: shapes.JobPageSerializer, **_errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:

@@ -31,9 +31,13 @@ class _Name(serializers.RegexField):
 
 
 class MLModelCreateSerializer(serializers.Serializer[Any]):
+    """A new model; null in an optional field means not given (its default)."""
+
     name = _Name(help_text="1-100 letters, digits, '.', '_' or '-', starting alphanumeric.")
     task = serializers.ChoiceField(choices=Task.choices)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=1024)
+    description = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=1024
+    )
     positive_label = serializers.CharField(
         required=False,
         allow_null=True,
@@ -41,11 +45,12 @@ class MLModelCreateSerializer(serializers.Serializer[Any]):
         help_text="Required for binary_classification: the label counted as positive.",
     )
     decision_threshold = serializers.FloatField(
-        required=False, min_value=0, max_value=1, help_text="Default 0.5."
+        required=False, allow_null=True, min_value=0, max_value=1, help_text="Default 0.5."
     )
     segment_attributes = serializers.ListField(
         child=serializers.CharField(max_length=100),
         required=False,
+        allow_null=True,
         max_length=50,
         help_text="Unique attribute names performance and drift are broken down by.",
     )
@@ -80,16 +85,20 @@ class ModelVersionRegisterSerializer(serializers.Serializer[Any]):
     hyperparameters = serializers.DictField(
         child=serializers.JSONField(),
         required=False,
+        allow_null=True,
         help_text="Values: string, number, boolean, null, a list of those, or one nested object.",
     )
     metrics = serializers.DictField(
-        child=serializers.FloatField(), required=False, help_text="Metric name → finite number."
+        child=serializers.FloatField(),
+        required=False,
+        allow_null=True,
+        help_text="Metric name → finite number.",
     )
     features = ModelVersionFeatureSerializer(
-        many=True, required=False, help_text="At most 500, unique names."
+        many=True, required=False, allow_null=True, help_text="At most 500, unique names."
     )
     dataset_versions = ModelVersionDatasetSerializer(
-        many=True, required=False, help_text=f"At most {MAX_DATASET_VERSIONS}."
+        many=True, required=False, allow_null=True, help_text=f"At most {MAX_DATASET_VERSIONS}."
     )
     artifact_uri = serializers.CharField(required=False, allow_null=True, max_length=1024)
     artifact_sha256 = serializers.RegexField(
@@ -99,6 +108,7 @@ class ModelVersionRegisterSerializer(serializers.Serializer[Any]):
     tags = serializers.DictField(
         child=serializers.JSONField(),
         required=False,
+        allow_null=True,
         help_text="Tag → string, number, boolean or null.",
     )
 

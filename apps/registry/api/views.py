@@ -11,7 +11,8 @@ from rest_framework.views import APIView
 
 from apps.accounts.permissions import actor_of
 from apps.core.pagination import paginate
-from apps.core.schema import PAGE_PARAMETERS, error_responses
+from apps.core.query import PAGE, accepts
+from apps.core.schema import error_responses
 from apps.registry import selectors, services
 from apps.registry.api import serializers as shapes
 from apps.registry.models import Alias, MLModel, ModelVersion
@@ -24,7 +25,6 @@ _ERROR_TEXT = {
     404: "No such model, version or alias.",
     409: "Conflicts with what is registered.",
 }
-_PAGE_PARAMETERS = PAGE_PARAMETERS
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
@@ -53,11 +53,11 @@ def _alias(alias: Alias) -> dict[str, Any]:
 class ModelListView(APIView):
     scopes = {"GET": "read", "POST": "manage"}
 
+    @accepts(*PAGE)
     @extend_schema(
         tags=TAGS,
         operation_id="models_list",
         summary="List models (by name) with their aliases",
-        parameters=_PAGE_PARAMETERS,
         responses={200: shapes.MLModelPageSerializer, **_errors(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
@@ -108,11 +108,11 @@ class ModelDetailView(APIView):
 class ModelVersionListView(APIView):
     scopes = {"GET": "read", "POST": "manage"}
 
+    @accepts(*PAGE)
     @extend_schema(
         tags=TAGS,
         operation_id="models_versions_list",
         summary="List a model's versions in registration order",
-        parameters=_PAGE_PARAMETERS,
         responses={200: shapes.ModelVersionPageSerializer, **_errors(400, 401, 403, 404)},
     )
     def get(self, request: Request, name: str) -> Response:

@@ -200,6 +200,8 @@ def _b64(raw: bytes) -> str:
         _b64(("9" * 5000 + ".1").encode()),
         "%00",
         "é",
+        _b64(b"5.7"),  # a well-formed position, unsigned
+        Position(5, 7).encode()[:-1],  # its signature cut short
     ],
 )
 def test_feed__forged_cursor__400_validation_error(reader, registry_feed, cursor):
@@ -210,6 +212,20 @@ def test_feed__forged_cursor__400_validation_error(reader, registry_feed, cursor
     error = _error(response)
     assert error["code"] == "validation_error"
     assert error["message"] == "The cursor is not one this server gave out."
+
+
+def test_feed__an_item_cursor__continues_right_after_that_item(
+    reader, registry_feed, wait_for_horizon
+):
+    # Given
+    model = ml_model()
+    written = [registry_event(model=model) for _ in range(3)]
+    wait_for_horizon(max(event.xid for event in written))
+    first = reader.get(URL).json()["results"][0]
+    # When
+    rest = reader.get(URL, {"after": first["cursor"]}).json()["results"]
+    # Then
+    assert [item["event"]["id"] for item in rest] == [str(event.id) for event in written[1:]]
 
 
 def test_feed__largest_valid_position__200_empty(reader, registry_feed):

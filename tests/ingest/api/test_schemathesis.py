@@ -1,4 +1,5 @@
-"""Property-based requests from the OpenAPI schema of the ingestion endpoints: none gets a 5xx.
+"""Property-based requests from the OpenAPI schema of the ingestion endpoints: none gets a 5xx,
+and every answer is one the schema documents (status, content type, body, headers).
 
 Schemathesis draws valid and invalid bodies (positive and negative modes) for the POST and
 GET operations of /api/v1/predictions and /api/v1/feedback and sends them over real HTTP
@@ -16,11 +17,28 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from apps.accounts import services as account_services
 from tests.ingest.factories import register_churn
 
 EXAMPLES_PER_OPERATION = 40
+# Beyond "no 5xx": every status is documented, the body is the documented one (API.md's error
+# body for errors) with its content type and headers. Not negative_data_rejection: the event
+# schema and the ingest validation disagree on details (a feedback with "label": "" and
+# "value": null is accepted, the schema calls it invalid), left to the event-shape rework.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 def _ingestion_schema() -> Any:
@@ -55,11 +73,13 @@ def every_scope_key(transactional_db: None) -> str:
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
-def test_ingestion_api__generated_requests__never_5xx(case, live_server, every_scope_key):
+def test_ingestion_api__generated_requests__never_5xx_and_as_the_schema_says(
+    case, live_server, every_scope_key
+):
     # When a generated request is sent with a valid key
     response = case.call(
         base_url=live_server.url, headers={"Authorization": f"Bearer {every_scope_key}"}
     )
-    # Then the server answers it without a server error
-    case.validate_response(response, checks=[not_a_server_error])
+    # Then the server answers it without a server error, as its schema documents
+    case.validate_response(response, checks=CHECKS)
     assert response.status_code < 500

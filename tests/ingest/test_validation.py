@@ -178,3 +178,65 @@ def test_content_hash__feedback_value_int_or_float__equal():
     assert content_hash(_decode(event, kind="feedback").events[0]) == content_hash(
         _decode({**event, "value": 1.0}, kind="feedback").events[0]
     )
+
+
+# Bodies and their content hashes as computed when the rows were first stored: stored rows
+# carry these digests, so any change to the declaration must leave them byte-identical.
+PINNED_HASHES = [
+    (
+        "prediction",
+        b'{"id":"5f0c2f5e-2d0e-4d9b-9a55-2b1f1b7a3c01","model":"churn","model_version":"3",'
+        b'"subject":"user-1842","experiment":"churn-v3-vs-v2","variant":"treatment",'
+        b'"attributes":{"plan":"pro","country":"DE","vip":true,"age":41},'
+        b'"features":{"tenure_days":412,"sessions_7d":3,"device":"ios","newsletter":false,'
+        b'"coupon":null},"output":{"label":"churn","score":0.83,"value":1.5},'
+        b'"explanation":{"tenure_days":-0.12,"sessions_7d":0.31},"latency_ms":12.5,'
+        b'"occurred_at":"2026-11-26T11:00:00+01:00"}',
+        "b055cd9260308c80e2155826e0db710b",
+    ),
+    (
+        "prediction",
+        b'{"id":"0b6f1a52-6c43-4d0e-8a57-1c2f4a1e9d10","model":"churn","model_version":"3",'
+        b'"error":"timeout after 2 s","occurred_at":"2026-11-26T10:00:00Z"}',
+        "4b7d6cc5989d8624bcc7353d8965804f",
+    ),
+    (
+        "prediction",
+        b'{"id":"8c3f9d1e-0a4b-4b7c-9e2d-3f5a6b7c8d9e","model":"fraud","model_version":"v1.2",'
+        b'"output":{"value":-1e15},"latency_ms":0,"features":{"x":1e15,"y":-0.0},'
+        b'"occurred_at":"2026-01-02T03:04:05.678901Z"}',
+        "3b7bb46f715d0f93dc39b2eb05f3cd20",
+    ),
+    (
+        "feedback",
+        b'{"id":"7d1e0c2a-3b4c-4d5e-8f60-718293a4b5c6",'
+        b'"prediction_id":"5f0c2f5e-2d0e-4d9b-9a55-2b1f1b7a3c01","metric":"revenue",'
+        b'"value":19.99,"occurred_at":"2026-11-26T10:05:00Z"}',
+        "68038e8bcff68f1af7d3794839b013fb",
+    ),
+    (
+        "feedback",
+        b'{"id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",'
+        b'"prediction_id":"5f0c2f5e-2d0e-4d9b-9a55-2b1f1b7a3c01","metric":"label",'
+        b'"label":"churn","occurred_at":"2026-11-26T09:05:00-02:00"}',
+        "8a975cfc3a5525ea2c75034efffbfe79",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "body", "expected"), PINNED_HASHES)
+def test_content_hash__event_stored_before__same_digest(kind, body, expected):
+    # Given an event as a client posted it, under the default limits
+    limits = Limits(
+        batch_events=1000,
+        attributes=50,
+        features=500,
+        string_length=1024,
+        future_seconds=300,
+        body_bytes=5 * 1024 * 1024,
+    )
+    # When it is decoded
+    decoded = decode(body, kind=kind, limits=limits)
+    # Then it is valid and hashes to the digest stored with it
+    assert decoded.details == []
+    assert content_hash(decoded.events[0]).hex() == expected

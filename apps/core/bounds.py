@@ -5,9 +5,10 @@ accumulator a projection keeps finite: with each value within ±1e15, a sum of s
 2**63 events stays below 1e30 × 9.3e18 ≈ 1e49, far from the float maximum (1.8e308), and
 every metric computed from such values (a mean, an RMSE, a difference of two) is finite.
 
-A range states itself three ways from one definition, so they cannot disagree: `problem()`
+A range states itself several ways from one definition, so they cannot disagree: `problem()`
 (the check, for bodies parsed into Python values), `meta()` (the same check compiled into a
-msgspec type, for the ingestion decoder) and `openapi()` (minimum/maximum in the schema).
+msgspec type, for the ingestion decoder), `openapi()` (minimum/maximum in the schema) and
+`serializer_field()` (a DRF field that documents a number of a request body).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 # The magnitude of a measured or predicted value: 1e15 keeps 15-16 significant digits exact
 # in a float and leaves (1e15)² × 2**63 far below the float maximum.
@@ -99,6 +102,24 @@ class Bound:
         if self.exclusive_maximum:
             schema["exclusiveMaximum"] = True
         return schema
+
+    def serializer_field(self, help_text: str = "", **options: Any) -> Any:
+        """A DRF field for the OpenAPI schema: the range as minimum/maximum and in words."""
+        text = f"{help_text} {'A whole number' if self.integer else 'A finite number'} {self.text}."
+        if self.integer:
+            return serializers.IntegerField(
+                min_value=int(self.minimum),
+                max_value=int(self.maximum),
+                help_text=text.strip(),
+                **options,
+            )
+        if self.exclusive_minimum or self.exclusive_maximum:
+            schema = {"type": "number", "format": "double", **self.openapi()}
+            exclusive = extend_schema_field(schema)(type("Number", (serializers.FloatField,), {}))
+            return exclusive(help_text=text.strip(), **options)
+        return serializers.FloatField(
+            min_value=self.minimum, max_value=self.maximum, help_text=text.strip(), **options
+        )
 
 
 # A measured or predicted value, and anything compared with one: feedback values, outputs,

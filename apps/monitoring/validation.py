@@ -3,28 +3,31 @@
 Pure Python (no ORM): `parse_rule` turns untrusted JSON (a POST body, or a PATCH body over
 the stored rule) into a RuleSpec, collecting every problem as an API.md detail with a dotted
 `field`; `rule_problems` checks a spec against what the registry says about its model.
-Durations are written `<n>m|h|d` (API.md); a window is whole hours, at least 1h.
+Durations are written `<n>m|h|d` (API.md); a window is whole hours, at least 1h. Every
+number has a finite range (API.md "Limits"): the threshold within ±1e15 (every metric a rule
+watches is finite, so every comparison is), min_samples a whole number from 1 to 1e9, a
+numeric segment value within ±1e15 like any attribute value.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from apps.core import durations
+from apps.core.bounds import VALUE, Bound
+from apps.core.durations import format_duration as format_duration  # its callers import it here
 from apps.core.errors import Detail, ValidationFailed
 from apps.monitoring.models import MINIMUM_COOLDOWN, MINIMUM_WINDOW, Action, Comparator
 
-DURATION_RE = re.compile(r"^(\d{1,6})([mhd])$")
-DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
 MAXIMUM_WINDOW = timedelta(days=30)
 MAXIMUM_COOLDOWN = timedelta(days=365)
 MAXIMUM_MIN_SAMPLES = 1_000_000_000
+MIN_SAMPLES = Bound(1, MAXIMUM_MIN_SAMPLES, integer=True)
 NAME_MAX_LENGTH = 200
 VALUE_MAX_LENGTH = 1024
 URL_MAX_LENGTH = 2048
@@ -102,20 +105,9 @@ class Problems:
 
 
 def parse_duration(text: str) -> timedelta:
-    """'<n>m|h|d' → timedelta; ValueError otherwise."""
-    match = DURATION_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("Write a duration as <number>m, <number>h or <number>d, e.g. 6h.")
-    return timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit in ("d", "h"):
-        size = DURATION_UNITS[unit]
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds // 60}m"
+    """'<n>m|h|d' → timedelta, at most the longest duration a rule takes (its cooldown's);
+    ValueError otherwise. window_problem and cooldown_problem check each field's range."""
+    return durations.parse_duration(text, minimum=timedelta(0), maximum=MAXIMUM_COOLDOWN)
 
 
 def window_problem(window: timedelta) -> str | None:
@@ -144,10 +136,6 @@ def attribute_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def check_text(
@@ -233,8 +221,11 @@ def _parse_segment(problems: Problems, value: Any) -> tuple[str, str] | None:
     ((attribute, raw),) = value.items()
     name = check_text(problems, attribute, "segment", limit=100, required=True)
     path = f"segment.{str(attribute)[:100]}"
-    if not (isinstance(raw, str | bool) or is_number(raw)):
+    if not isinstance(raw, str | bool | int | float):
         problems.add(path, "Must be a string, number or boolean.")
+        return None
+    if not isinstance(raw, str | bool) and (problem := VALUE.problem(raw)) is not None:
+        problems.add(path, problem)
         return None
     text = check_text(problems, attribute_text(raw), path, limit=VALUE_MAX_LENGTH)
     return (name, text)
@@ -257,13 +248,9 @@ def _parse_duration_field(problems: Problems, value: Any, path: str) -> timedelt
 
 
 def _parse_min_samples(problems: Problems, value: Any) -> int | None:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        problems.add("min_samples", "Must be a whole number.")
-        return None
-    if not 1 <= value <= MAXIMUM_MIN_SAMPLES:
-        problems.add("min_samples", f"From 1 to {MAXIMUM_MIN_SAMPLES}.")
+    problem = MIN_SAMPLES.problem(value)
+    if problem is not None:
+        problems.add("min_samples", problem)
         return None
     return int(value)
 
@@ -309,10 +296,11 @@ def _field_values(
         if len(problems.details) == before:
             values[name] = parsed
     if "threshold" in payload:
-        if is_number(payload["threshold"]):
+        problem = VALUE.problem(payload["threshold"])
+        if problem is None:
             values["threshold"] = float(payload["threshold"])
         else:
-            problems.add("threshold", "Must be a finite number.")
+            problems.add("threshold", problem)
     return values
 
 

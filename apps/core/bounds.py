@@ -13,6 +13,7 @@ msgspec type, for the ingestion decoder), `openapi()` (minimum/maximum in the sc
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -131,3 +132,49 @@ LATENCY_MS = Bound(0, 86_400_000)
 INT64 = Bound(-(2**63), 2**63 - 1, integer=True)
 # A share: a weight, a coverage, a probability threshold.
 SHARE = Bound(0, 1)
+
+
+# --- numbers beyond a float ----------------------------------------------------------------
+
+# A JSON parser that reads numbers as floats refuses one beyond ±1.8e308 (a 309-digit
+# integer, 1e400) before any field's range is checked; this finds where it is, to name it.
+BEYOND_FLOAT = (
+    f"Out of range: beyond what any number here may be ({number_text(INT64.minimum)} to "
+    f"{number_text(INT64.maximum)} at most; API.md, Limits)."
+)
+_FLOAT_DIGITS = 309
+
+
+class _Beyond:
+    """Stands for a number beyond a float's range in the document read by beyond_float_path."""
+
+
+_BEYOND = _Beyond()
+
+
+def _read_float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else _BEYOND
+
+
+def _read_int(text: str) -> Any:
+    return _BEYOND if len(text.lstrip("-")) >= _FLOAT_DIGITS else int(text)
+
+
+def beyond_float_path(raw: bytes | str) -> str | None:
+    """The dotted path of the first number in the JSON text `raw` beyond a float's range
+    ("" for the whole document), or None when there is none or `raw` is not JSON."""
+    try:
+        document = json.loads(raw, parse_float=_read_float, parse_int=_read_int)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if value is _BEYOND:
+            return path
+        if isinstance(value, dict | list):
+            pairs = value.items() if isinstance(value, dict) else enumerate(value)
+            children = [(f"{path}.{key}" if path else str(key), item) for key, item in pairs]
+            stack.extend(reversed(children))
+    return None

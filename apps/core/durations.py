@@ -31,14 +31,20 @@ def range_text(minimum: timedelta, maximum: timedelta) -> str:
 
 
 def parse_duration(
-    text: str, *, minimum: timedelta, maximum: timedelta, example: str = "6h"
+    text: str,
+    *,
+    minimum: timedelta,
+    maximum: timedelta,
+    example: str = "6h",
+    subject: str = "A duration here",
 ) -> timedelta:
-    """`text` as a timedelta within [minimum, maximum]; ValueError with the message otherwise."""
+    """`text` as a timedelta within [minimum, maximum]; ValueError with the message otherwise
+    ("<subject> is from <minimum> to <maximum>." when it is out of range)."""
     match = DURATION_RE.match(text)
     if match is None:
         raise ValueError(FORMAT_MESSAGE.format(example=example))
     digits, unit = match.groups()
-    in_range = f"A duration here is {range_text(minimum, maximum)}."
+    in_range = f"{subject} is {range_text(minimum, maximum)}."
     if len(digits.lstrip("0")) > _MAX_DIGITS:
         raise ValueError(in_range)
     duration = timedelta(seconds=int(digits) * UNIT_SECONDS[unit])

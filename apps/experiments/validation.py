@@ -105,7 +105,11 @@ def parse_duration(text: str) -> timedelta:
     """A ramp step's `after` ('<n>m|h|d', API.md's spelling, at most 365d) → timedelta;
     ValueError with the message otherwise."""
     return durations.parse_duration(
-        text, minimum=timedelta(0), maximum=MAXIMUM_RAMP_AFTER, example="24h"
+        text,
+        minimum=timedelta(0),
+        maximum=MAXIMUM_RAMP_AFTER,
+        example="24h",
+        subject="A step's after",
     )
 
 

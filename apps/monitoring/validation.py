@@ -112,7 +112,7 @@ def parse_duration(text: str) -> timedelta:
 
 def window_problem(window: timedelta) -> str | None:
     if window < MINIMUM_WINDOW or window > MAXIMUM_WINDOW:
-        return f"A window is from 1h to {format_duration(MAXIMUM_WINDOW)}."
+        return f"A window is {durations.range_text(MINIMUM_WINDOW, MAXIMUM_WINDOW)}."
     if window.total_seconds() % 3600:
         return "A window is a whole number of hours (performance is kept per hour)."
     return None
@@ -120,7 +120,7 @@ def window_problem(window: timedelta) -> str | None:
 
 def cooldown_problem(cooldown: timedelta) -> str | None:
     if cooldown < MINIMUM_COOLDOWN or cooldown > MAXIMUM_COOLDOWN:
-        return f"A cooldown is from 1m to {format_duration(MAXIMUM_COOLDOWN)}."
+        return f"A cooldown is {durations.range_text(MINIMUM_COOLDOWN, MAXIMUM_COOLDOWN)}."
     return None
 
 
@@ -235,12 +235,18 @@ def _parse_duration_field(problems: Problems, value: Any, path: str) -> timedelt
     if not isinstance(value, str):
         problems.add(path, "Must be a duration such as '6h'.")
         return None
+    window = path == "window"
     try:
-        duration = parse_duration(value)
+        duration = durations.parse_duration(
+            value,
+            minimum=MINIMUM_WINDOW if window else MINIMUM_COOLDOWN,
+            maximum=MAXIMUM_WINDOW if window else MAXIMUM_COOLDOWN,
+            subject="A window" if window else "A cooldown",
+        )
     except ValueError as error:
         problems.add(path, str(error))
         return None
-    problem = window_problem(duration) if path == "window" else cooldown_problem(duration)
+    problem = window_problem(duration) if window else None
     if problem is not None:
         problems.add(path, problem)
         return None

@@ -60,9 +60,10 @@ class Problems:
 def json_number_problem(value: int | float) -> str | None:
     """The range of a number inside free-form JSON (hyperparameters, tags): an integer within
     int64, any other number within ±1e15."""
-    if isinstance(value, int):
-        return INT64.problem(value)
-    return VALUE.problem(value)
+    bound = INT64 if isinstance(value, int) else VALUE
+    if bound.problem(value) is None:
+        return None
+    return f"Out of range: an integer must be {INT64.text}, any other number {VALUE.text}."
 
 
 def check_string(

@@ -37,7 +37,7 @@ def _declared_nullability(shape: Shape) -> dict[str, bool]:
     nullable = {name: False for name, _ in shape.columns}
     for field in shape.fields:
         if isinstance(field.type, Object):
-            nullable.update({inner.column_name: True for inner in field.type.fields})
+            nullable.update({str(inner.column_name): True for inner in field.type.fields})
         elif field.column_name is not None:
             nullable[field.column_name] = not field.required
     return nullable
@@ -46,9 +46,7 @@ def _declared_nullability(shape: Shape) -> dict[str, bool]:
 @pytest.mark.parametrize(("shape", "model"), [(PREDICTION, Prediction), (FEEDBACK, Feedback)])
 def test_declaration__columns__match_the_model(shape, model):
     # Given the columns the declaration writes, with their types and nullability
-    declared = {
-        name: (kind, _declared_nullability(shape)[name]) for name, kind in shape.columns
-    }
+    declared = {name: (kind, _declared_nullability(shape)[name]) for name, kind in shape.columns}
     # Then the Django model (and so the migrations) has exactly those columns
     assert shape.table == model._meta.db_table
     assert declared == _model_columns(model)

@@ -240,3 +240,110 @@ def test_content_hash__event_stored_before__same_digest(kind, body, expected):
     # Then it is valid and hashes to the digest stored with it
     assert decoded.details == []
     assert content_hash(decoded.events[0]).hex() == expected
+
+
+# --- limits at N and N + 1 (LIMITS: 3 attributes, 4 features, strings of 10) ---------------
+
+
+def _sized(count: int, value: object = 1) -> dict[str, object]:
+    return {f"k{index}": value for index in range(count)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"subject": "s" * 10}, None),
+        ({"subject": "s" * 11}, "subject"),
+        ({"model": "m" * 10}, None),  # references are the service's to check
+        ({"model": "m" * 11}, "model"),
+        ({"subject": ""}, "subject"),
+        ({"subject": "s"}, None),
+        ({"error": "e" * 10, "output": None}, None),
+        ({"error": "e" * 11, "output": None}, "error"),
+        ({"output": {"label": "l" * 10}}, None),
+        ({"output": {"label": "l" * 11}}, "output.label"),
+        ({"attributes": _sized(3)}, None),
+        ({"attributes": _sized(4)}, "attributes"),
+        ({"attributes": {"k" * 10: "v"}}, None),
+        ({"attributes": {"k" * 11: "v"}}, "attributes"),
+        ({"attributes": {"plan": "p" * 10}}, None),
+        ({"attributes": {"plan": "p" * 11}}, "attributes.plan"),
+        ({"features": _sized(4), "explanation": None}, None),
+        ({"features": _sized(5), "explanation": None}, "features"),
+        ({"features": {"device": "d" * 10}, "explanation": None}, None),
+        ({"features": {"device": "d" * 11}, "explanation": None}, "features.device"),
+        ({"features": None, "explanation": _sized(4, 0.5)}, None),
+        ({"features": None, "explanation": _sized(5, 0.5)}, "explanation"),
+    ],
+)
+def test_decode__at_and_past_a_limit__accepted_or_the_field_named(changes, field):
+    # When a prediction is decoded with a string or key count at or past its limit
+    decoded = _decode(_prediction(**changes))
+    # Then it passes at the limit and fails one past it, naming the field
+    assert [detail["field"] for detail in decoded.details] == ([] if field is None else [field])
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"metric": "m" * 10}, None),
+        ({"metric": "m" * 11}, "metric"),
+        ({"metric": ""}, "metric"),
+        ({"value": None, "label": "l" * 10}, None),
+        ({"value": None, "label": "l" * 11}, "label"),
+    ],
+)
+def test_decode__feedback_at_and_past_a_limit__accepted_or_the_field_named(changes, field):
+    decoded = _decode(feedback(**changes), kind="feedback")
+    assert [detail["field"] for detail in decoded.details] == ([] if field is None else [field])
+
+
+# --- control characters in names -------------------------------------------------------------
+
+CONTROL = "Names must not contain control characters (U+0000-U+001F, U+007F-U+009F)."
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'"subject": "user\\u0001"', "subject"),
+        (b'"subject": "user\\n2"', "subject"),
+        (b'"model_version": "3\\t"', "model_version"),
+        (b'"subject": "user\x7f"', "subject"),  # DEL, valid JSON as a raw byte
+        (b'"subject": "user\xc2\x85"', "subject"),  # NEL (C1), raw UTF-8
+        (b'"subject": "user\\u009f"', "subject"),
+        (b'"attributes": {"coun\\rtry": "DE"}', "attributes"),
+        (b'"attributes": {"country\x7f": "DE"}', "attributes"),
+    ],
+)
+def test_decode__control_character_in_a_name__400_naming_it(raw, field):
+    # Given a prediction whose name or key holds a control character
+    key = raw.split(b'"')[1].decode()
+    body = orjson.dumps({**_prediction(), key: "@@"}).replace(b'"%s":"@@"' % key.encode(), raw)
+    # When
+    decoded = _decode_raw(body)
+    # Then
+    assert decoded.details == [{"index": 0, "field": field, "message": CONTROL}]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'"error": "1\\n2\\t3\x7f"',
+        b'"output": {"label": "a\\u0085b"}',
+        b'"attributes": {"note": "x\\ny"}',
+        b'"subject": "\\u00e9 \\"q\\" \\\\"',
+        b'"subject": "\xc2\xa0nb \xc3\xa9"',
+    ],
+)
+def test_decode__control_character_in_free_text_or_escaped_printable_name__accepted(raw):
+    key = raw.split(b'"')[1].decode()
+    changes: dict[str, object] = {key: "@@"}
+    if key == "error":
+        changes["output"] = None
+    body = orjson.dumps(_prediction(**changes)).replace(b'"%s":"@@"' % key.encode(), raw)
+    assert _decode_raw(body).details == []
+
+
+def _decode_raw(body: bytes):
+    return decode(body, kind="prediction", limits=LIMITS)

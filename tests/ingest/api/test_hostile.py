@@ -292,6 +292,27 @@ PREDICTION_CASES = [
         "validation_error",
         ("output.label",),
     ),
+    Case(
+        "control character in subject",
+        prediction(subject="user\u0007"),
+        400,
+        "validation_error",
+        ("subject",),
+    ),
+    Case(
+        "C1 control character in model_version",
+        prediction(model_version="3\u0085"),
+        400,
+        "validation_error",
+        ("model_version",),
+    ),
+    Case(
+        "control character in an attribute name",
+        prediction(attributes={"coun\ntry": "DE"}),
+        400,
+        "validation_error",
+        ("attributes",),
+    ),
     Case("array nested 5000 deep", _deep(DEEP), 400, "validation_error"),
     Case("object nested 5000 deep", b'{"a":' * DEEP + b"1" + b"}" * DEEP, 400, "validation_error"),
     Case(
@@ -412,6 +433,13 @@ FEEDBACK_CASES = [
     Case("missing metric", feedback(metric=None), 400, "validation_error", ("metric",)),
     Case("empty metric", feedback(metric=""), 400, "validation_error", ("metric",)),
     Case("NUL in metric", feedback(metric="cl\u0000ick"), 400, "validation_error", ("metric",)),
+    Case(
+        "control character in metric",
+        feedback(metric="click\u001b[0m"),
+        400,
+        "validation_error",
+        ("metric",),
+    ),
     Case("NaN value", _raw(feedback(), "value", b"NaN"), 400, "invalid_json"),
     Case(
         "value too large for a float",

@@ -365,6 +365,13 @@ def rule_problems(
                 f"{attribute!r} is not a segment attribute of model {spec.model!r}"
                 f" (its segment attributes: {allowed}).",
             )
+    # The API refuses these while parsing; the admin's form fields reach here unbounded.
+    for path, value, bound in (
+        ("threshold", spec.threshold, VALUE),
+        ("min_samples", spec.min_samples, MIN_SAMPLES),
+    ):
+        if (problem := bound.problem(value)) is not None:
+            problems.add(path, problem)
     if spec.open_canary and spec.action != Action.RETRAIN:
         problems.add("open_canary", "A canary is opened by a retrained version: action retrain.")
     return problems.details

@@ -240,6 +240,10 @@ def test_admin__add_rule__created_through_the_service_and_secret_shown_once(chur
         ({"segment_attribute": "device"}, "is not a segment attribute"),
         ({"webhook_url": "http://127.0.0.1/hook"}, "Private, loopback and link-local"),
         ({"action": "alert", "open_canary": "on"}, "action retrain"),
+        ({"threshold": "1e308"}, "Out of range: must be a number from -1e15 to 1e15."),
+        ({"threshold": "-1e16"}, "Out of range: must be a number from -1e15 to 1e15."),
+        ({"window": "99999999999d"}, "A duration here is from 0m to 365d."),
+        ({"cooldown": "99999999999d"}, "A duration here is from 0m to 365d."),
     ],
 )
 def test_admin__add_invalid_rule__form_errors_and_nothing_stored(churn, staff, change, message):

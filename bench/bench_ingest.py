@@ -17,6 +17,14 @@ executemany and binary COPY, 1000 rows per transaction, and prints the HTTP rate
 fraction of each. Every event is fully validated by the server
 (the same body API.md shows: attributes, features, output, explanation, latency).
 
+First, in a process of its own (`--decode`, also runnable alone), it times decode + validate
+(apps.ingest.validation.decode) of the same batches with the event declarations as they are
+and with every numeric bound removed from them, in pairs over BENCH_DECODE_ROUNDS short rounds
+(default 40, the order alternating): the cost the bounds add to the one compiled pass, free of
+HTTP and database noise. Rounds are timed in this process's CPU time, which other work on a
+shared machine does not add to (it can still slow a round through the caches, never speed it
+up), and it prints each variant's best round and the median of the per-round ratios.
+
 Environment: DATABASE_URL / REDIS_URL name the servers (else the embedded ones); BENCH_SECONDS
 scales every phase (default 12 s for the batch phases). The machine is shared: the load
 average is printed before and after.
@@ -24,9 +32,12 @@ average is printed before and after.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
+import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,6 +51,8 @@ from psycopg.adapt import Dumper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402 - the sibling module, found through the path above
+    PYTHON,
+    ROOT,
     Environment,
     Load,
     api_key,
@@ -298,10 +311,85 @@ def raw_phases(environment: Environment) -> dict[str, float]:
     return rates
 
 
+# --- decode + validate, with and without the bounds -----------------------------------------
+
+DECODE_ROUNDS = int(os.environ.get("BENCH_DECODE_ROUNDS", "40"))
+DECODE_BATCHES = 10  # batches of BATCH events per kind, per round and variant
+
+
+def _without_bounds(fields: Any) -> Any:
+    """The declared fields with every number's bound removed (plain finite floats)."""
+    from apps.ingest.shapes import Map, Object, Scalar
+
+    def strip(kind: Any) -> Any:
+        if isinstance(kind, Scalar):
+            return Scalar(kind.kind) if kind.kind == "number" else kind
+        if isinstance(kind, Map):
+            return Map(tuple(strip(value) for value in kind.values), kind.max_keys)
+        return Object(kind.name, _without_bounds(kind.fields))
+
+    return tuple(dataclasses.replace(field, type=strip(field.type)) for field in fields)
+
+
+def decode_phase() -> int:
+    """Events/s of decode() with the bounds as declared and without them, interleaved."""
+    import django
+
+    django.setup()
+    from apps.ingest.shapes import FEEDBACK, PREDICTION
+    from apps.ingest.validation import Limits, decode
+
+    limits = Limits.current()
+    cases = []
+    for shape, fields in ((PREDICTION, prediction_fields), (FEEDBACK, feedback_fields)):
+        bodies = Bodies(fields, BATCH, processes=1)
+        batches = [bodies(0, number)[0] for number in range(DECODE_BATCHES)]
+        unbounded = dataclasses.replace(shape, fields=_without_bounds(shape.fields))
+        cases.append((shape.kind, batches, {"bounded": shape, "unbounded": unbounded}))
+    rates: dict[tuple[str, str], list[float]] = {}
+    for number in range(1, DECODE_ROUNDS + 1):
+        for kind, batches, variants in cases:
+            # Alternate which variant goes first, so neither always meets a warmer cache.
+            order = ("bounded", "unbounded") if number % 2 else ("unbounded", "bounded")
+            for variant in order:
+                shape = variants[variant]
+                decode(batches[0], kind=kind, limits=limits, shape=shape)  # codec built
+                started = time.process_time()
+                for body in batches:
+                    decoded = decode(body, kind=kind, limits=limits, shape=shape)
+                    assert not decoded.details  # noqa: S101 - every bench event is valid
+                rate = len(batches) * BATCH / (time.process_time() - started)
+                rates.setdefault((kind, variant), []).append(rate)
+    for kind, _, _ in cases:
+        bounded_rates, unbounded_rates = rates[(kind, "bounded")], rates[(kind, "unbounded")]
+        pairs = zip(bounded_rates, unbounded_rates, strict=True)
+        ratios = [with_bounds / without for with_bounds, without in pairs]
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(
+            f"decode {kind:<10}: best {max(bounded_rates):>9,.0f} events/s with the bounds, "
+            f"{max(unbounded_rates):>9,.0f} without "
+            f"({max(bounded_rates) / max(unbounded_rates):.3f} ×); "
+            f"per-round ratio median {statistics.median(ratios):.3f} "
+            f"(quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}, {len(ratios)} rounds)"
+        )
+    return 0
+
+
+def decode_in_own_process(environment: Environment) -> None:
+    subprocess.run(  # noqa: S603 - our own interpreter and script
+        [PYTHON, str(Path(__file__).resolve()), "--decode"],
+        env=environment.variables(),
+        cwd=ROOT,
+        check=True,
+        timeout=600,
+    )
+
+
 def main() -> int:
     print(f"before: {machine_load()}")
     environment = fresh_database("kaizen_bench_ingest")
     try:
+        decode_in_own_process(environment)
         key = api_key(environment)
         rounds = http_phases(environment, key)
         raw = raw_phases(environment)
@@ -343,4 +431,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--decode" in sys.argv:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        sys.path.insert(0, str(ROOT))
+        sys.exit(decode_phase())
     sys.exit(main())

@@ -1,8 +1,9 @@
 """The JSON parser of every endpoint: orjson, strict.
 
 orjson refuses what API.md refuses at the parser already: NaN and Infinity (which Python's
-json module accepts), numbers that overflow to infinity, lone surrogates, invalid UTF-8, and
-nesting beyond 1024 levels (no recursion error). The one thing valid JSON may carry that
+json module accepts), numbers that overflow to infinity (a 400 naming the field: they are
+beyond every field's range), lone surrogates, invalid UTF-8, and nesting beyond 1024 levels
+(no recursion error). The one thing valid JSON may carry that
 PostgreSQL cannot store (text and jsonb both refuse it) is U+0000: it is refused here with a
 400 naming where it is, so no endpoint can answer 500 for it.
 """
@@ -16,6 +17,7 @@ import orjson
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
+from apps.core import bounds
 from apps.core.errors import ValidationFailed
 
 _NUL_ESCAPE = b"\\u0000"
@@ -26,6 +28,13 @@ def loads(raw: bytes | str) -> Any:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
+        beyond = bounds.beyond_float_path(raw)
+        if beyond is not None:  # a number too large for any field: name where it is
+            where: dict[str, Any] = {"field": beyond} if beyond else {}
+            raise ValidationFailed(
+                "A number is out of range.",
+                details=[{**where, "message": bounds.BEYOND_FLOAT}],
+            ) from error
         raise ParseError(f"The body is not valid JSON: {error}") from error
     # A raw NUL byte is not valid JSON, so only the escape can bring one in: look for it in
     # the bytes first and walk the document only when it is there.

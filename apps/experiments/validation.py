@@ -4,6 +4,11 @@ Pure Python (no ORM): `parse_payload` turns untrusted JSON into an ExperimentSpe
 `spec_problems` checks a spec against the registry facts a caller looked up (the model's
 segment attributes and which versions exist). Each problem is an API.md detail with a dotted
 `field` and a message a product person can act on; the admin shows the same messages.
+
+Every number has a finite range (API.md "Limits"): weights and coverages are shares in
+[0, 1], alpha is in (0, 1), mde in (0, 100] (a relative lift), a ramp step comes at most
+365d after the start, and a number among targeting values or assignment attributes is
+within ±1e15 like any attribute value.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core import durations
+from apps.core.bounds import VALUE, Bound
+from apps.core.durations import format_duration as format_duration  # its callers import it here
 from apps.core.errors import Detail, ValidationFailed
 from apps.core.text import name_problem
 from apps.experiments.bucketing import attribute_text
@@ -24,8 +32,6 @@ from apps.experiments.models import KEY_PATTERN, MetricType
 
 KEY_RE = re.compile(KEY_PATTERN)
 KEY_MESSAGE = "Use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit."
-DURATION_RE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
-DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
 WEIGHT_TOLERANCE = 1e-9
 MAX_TEXT = 10_000
 MAX_VARIANTS = 20
@@ -35,6 +41,10 @@ MAX_TARGETING_VALUES = 1000
 MAX_RAMP_STEPS = 50
 ATTRIBUTE_MAX_LENGTH = 100
 VALUE_MAX_LENGTH = 1024
+# A relative lift: 100 is +10,000%.
+MDE = Bound(0, 100, exclusive_minimum=True)
+ALPHA = Bound(0, 1, exclusive_minimum=True, exclusive_maximum=True)
+MAXIMUM_RAMP_AFTER = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -93,20 +103,15 @@ class RegistryFacts:
 
 
 def parse_duration(text: str) -> timedelta:
-    """'<n>m|h|d' (API.md's duration spelling) → timedelta; ValueError otherwise."""
-    match = DURATION_RE.match(text)
-    if match is None:
-        raise ValueError("Write a duration as <number>m, <number>h or <number>d, e.g. 24h.")
-    return timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit in ("d", "h"):
-        size = DURATION_UNITS[unit]
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds // 60}m"
+    """A ramp step's `after` ('<n>m|h|d', API.md's spelling, at most 365d) → timedelta;
+    ValueError with the message otherwise."""
+    return durations.parse_duration(
+        text,
+        minimum=timedelta(0),
+        maximum=MAXIMUM_RAMP_AFTER,
+        example="24h",
+        subject="A step's after",
+    )
 
 
 # --- untrusted JSON → spec -------------------------------------------------------------------
@@ -145,6 +150,11 @@ class _Collector:
             self.add(path, "Must be a finite number.")
             return default
         return float(value)
+
+    def bounded(self, value: Any, path: str, bound: Bound) -> None:
+        problem = bound.problem(value)
+        if problem is not None:
+            self.add(path, problem)
 
     def listing(self, value: Any, path: str, limit: int) -> list[Any]:
         if not isinstance(value, list):
@@ -323,6 +333,9 @@ def _parse_targeting(value: Any, problems: _Collector) -> dict[str, tuple[str, .
             if isinstance(item, bool) or not isinstance(item, str | int | float):
                 problems.add(f"{path}.{index}", "Must be a string, number or boolean.")
                 continue
+            if not isinstance(item, str) and (problem := VALUE.problem(item)) is not None:
+                problems.add(f"{path}.{index}", problem)
+                continue
             texts.append(
                 problems.text(attribute_text(item), f"{path}.{index}", limit=VALUE_MAX_LENGTH)
             )
@@ -377,7 +390,9 @@ def _check_variants(spec: ExperimentSpec, facts: RegistryFacts, problems: _Colle
     for index, variant in enumerate(variants):
         _check_variant(spec, facts, problems, f"variants.{index}", variant, seen)
         seen.add(variant.key)
-    total = math.fsum(variant.weight for variant in variants)
+    weights = [variant.weight for variant in variants]
+    # A weight out of [0, 1] is reported above; summing huge ones could overflow.
+    total = math.fsum(weights) if all(0.0 <= weight <= 1.0 for weight in weights) else 1.0
     if variants and abs(total - 1.0) > WEIGHT_TOLERANCE:
         problems.add("variants", f"The weights add up to {total:g}; they must add up to 1.")
     if spec.control not in seen:
@@ -456,10 +471,10 @@ def _check_segments(spec: ExperimentSpec, facts: RegistryFacts, problems: _Colle
 def _check_rates(spec: ExperimentSpec, problems: _Collector) -> None:
     if not 0.0 <= spec.coverage <= 1.0:
         problems.add("coverage", "Coverage is a share of subjects, between 0 and 1.")
-    if not 0.0 < spec.alpha < 1.0:
+    if not ALPHA.contains(spec.alpha):
         problems.add("alpha", "alpha is a significance level, strictly between 0 and 1.")
-    if not spec.mde > 0.0:
-        problems.add("mde", "mde is a relative lift greater than 0 (0.05 for 5%).")
+    if not MDE.contains(spec.mde):
+        problems.add("mde", f"mde is a relative lift {MDE.text} (0.05 for 5%, 100 for +10,000%).")
 
 
 def _check_ramp(spec: ExperimentSpec, problems: _Collector) -> None:
@@ -538,6 +553,6 @@ def _check_attributes(attributes: dict[str, Any], problems: _Collector, max_leng
         elif isinstance(value, bool):
             continue
         elif isinstance(value, int | float):
-            problems.number(value, path)
+            problems.bounded(value, path, VALUE)
         else:
             problems.add(path, "Must be a string, number or boolean (attributes are flat).")

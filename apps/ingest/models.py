@@ -1,9 +1,11 @@
 """Predictions and feedback: the two event tables applications post to (API.md "Ingestion").
 
-Rows are only ever inserted, through the COPY path in services.py. `content_hash` is a
-BLAKE2b digest of the event's canonical content (validation.py): a re-post of a stored id
-with an equal hash is a duplicate, with another hash a conflict. NULL in an optional
-column means the client did not send that field (API.md tells "absent" from any value).
+Rows are only ever inserted, through the COPY path in services.py. The fields and columns
+are declared once in shapes.py; these models give the migrations, and a test keeps the two
+in agreement. `content_hash` is a BLAKE2b digest of the event's canonical content
+(validation.py): a re-post of a stored id with an equal hash is a duplicate, with another
+hash a conflict. NULL in an optional column means the client did not send that field
+(API.md tells "absent" from any value).
 """
 
 from __future__ import annotations

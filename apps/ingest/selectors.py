@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from apps.core.errors import NotFound
 from apps.ingest.models import Feedback, Prediction
+from apps.ingest.shapes import FEEDBACK, PREDICTION
 from apps.registry import selectors as registry_selectors
 
 # (model, version) → ModelVersion id. Versions are immutable and never deleted, so an entry
@@ -66,27 +67,12 @@ def feedback_get(*, id: str) -> Feedback:
     return row
 
 
-# API.md's bounds on the numbers that projections add up, as SQL over a stored row. Rows
-# stored before these bounds were enforced at the door, or written around the API, may hold
-# any float (±1e308, Infinity, NaN): a projection leaves such an event out and counts it.
-# NaN fails every comparison and ±Infinity lies outside the range, so both are out.
-VALUE_BOUND = 1e15
-LATENCY_MAX_MS = 86_400_000
+def prediction_in_bounds_sql(alias: str) -> str:
+    """SQL: the prediction row `alias` holds no number out of its declared range (its
+    latency, score or value; apps.ingest.shapes); NaN and ±Infinity are out."""
+    return PREDICTION.in_bounds_sql(alias)
 
 
 def feedback_in_bounds_sql(alias: str) -> str:
-    """SQL: the feedback row `alias` carries no number out of bounds."""
-    return (
-        f"({alias}.value IS NULL OR {alias}.value BETWEEN -{VALUE_BOUND:.0f} AND {VALUE_BOUND:.0f})"
-    )
-
-
-def prediction_in_bounds_sql(alias: str) -> str:
-    """SQL: the prediction row `alias` carries no number out of bounds (latency, score,
-    value; features and explanations are not read by any projection)."""
-    bound = f"{VALUE_BOUND:.0f}"
-    return (
-        f"(({alias}.latency_ms IS NULL OR {alias}.latency_ms BETWEEN 0 AND {LATENCY_MAX_MS})"
-        f" AND ({alias}.output_score IS NULL OR {alias}.output_score BETWEEN -{bound} AND {bound})"
-        f" AND ({alias}.output_value IS NULL OR {alias}.output_value BETWEEN -{bound} AND {bound}))"
-    )
+    """SQL: the feedback row `alias` holds no value out of its declared range."""
+    return FEEDBACK.in_bounds_sql(alias)

@@ -29,6 +29,8 @@ from apps.experiments import selectors as experiment_selectors
 from apps.experiments import services as experiment_services
 from apps.experiments.selectors import TaggedVariant
 from apps.ingest import selectors, staging
+from apps.ingest.shapes import FEEDBACK as FEEDBACK_SHAPE
+from apps.ingest.shapes import PREDICTION
 from apps.ingest.staging import Table
 from apps.ingest.validation import (
     Decoded,
@@ -38,43 +40,10 @@ from apps.ingest.validation import (
     PredictionIn,
     content_hash,
     decode,
-    encode_json,
 )
 
-PREDICTIONS = Table(
-    name="ingest_prediction",
-    columns=(
-        ("id", "uuid"),
-        ("occurred_at", "timestamptz"),
-        ("model_version_id", "int8"),
-        ("subject", "text"),
-        ("experiment", "text"),
-        ("variant", "text"),
-        ("attributes", "jsonb"),
-        ("features", "jsonb"),
-        ("output_label", "text"),
-        ("output_score", "float8"),
-        ("output_value", "float8"),
-        ("error", "text"),
-        ("explanation", "jsonb"),
-        ("latency_ms", "float8"),
-        ("actor", "text"),
-        ("content_hash", "bytea"),
-    ),
-)
-FEEDBACK = Table(
-    name="ingest_feedback",
-    columns=(
-        ("id", "uuid"),
-        ("occurred_at", "timestamptz"),
-        ("prediction_id", "uuid"),
-        ("metric", "text"),
-        ("value", "float8"),
-        ("label", "text"),
-        ("actor", "text"),
-        ("content_hash", "bytea"),
-    ),
-)
+PREDICTIONS = Table(name=PREDICTION.table, columns=PREDICTION.columns)
+FEEDBACK = Table(name=FEEDBACK_SHAPE.table, columns=FEEDBACK_SHAPE.columns)
 
 
 Variants = Mapping[tuple[str, str], TaggedVariant]
@@ -137,11 +106,14 @@ def _predictions_store(
     actor: str,
     batch: bool,
 ) -> IngestResult:
+    row = PREDICTION.row
     inserted, duplicates = _store(
         "prediction",
         PREDICTIONS,
         events,
-        lambda event, digest: _prediction_row(event, version_ids, actor, digest),
+        lambda event, digest: row(
+            event, (version_ids[(event.model, event.model_version)],), actor, digest
+        ),
         batch=batch,
     )
     _record_exposures(events, inserted, variants)
@@ -158,20 +130,12 @@ def feedback_ingest(*, body: bytes, actor: str) -> IngestResult:
 
 
 def _feedback_store(events: Sequence[FeedbackIn], *, actor: str, batch: bool) -> IngestResult:
+    row = FEEDBACK_SHAPE.row
     inserted, duplicates = _store(
         "feedback",
         FEEDBACK,
         events,
-        lambda event, digest: (
-            event.id,
-            event.occurred_at,
-            event.prediction_id,
-            event.metric,
-            event.value,
-            event.label,
-            actor,
-            digest,
-        ),
+        lambda event, digest: row(event, (), actor, digest),
         batch=batch,
     )
     return IngestResult(accepted=len(inserted), duplicates=duplicates)
@@ -187,30 +151,6 @@ def _decode(body: bytes, kind: Kind) -> Decoded:
     except ApplicationError:
         EVENTS_REJECTED.labels(kind, "malformed").inc()
         raise
-
-
-def _prediction_row(
-    event: PredictionIn, version_ids: dict[tuple[str, str], int], actor: str, digest: bytes
-) -> tuple[Any, ...]:
-    output = event.output
-    return (
-        event.id,
-        event.occurred_at,
-        version_ids[(event.model, event.model_version)],
-        event.subject,
-        event.experiment,
-        event.variant,
-        None if event.attributes is None else encode_json(event.attributes),
-        None if event.features is None else encode_json(event.features),
-        None if output is None else output.label,
-        None if output is None else output.score,
-        None if output is None else output.value,
-        event.error,
-        None if event.explanation is None else encode_json(event.explanation),
-        event.latency_ms,
-        actor,
-        digest,
-    )
 
 
 def _store[E: (PredictionIn, FeedbackIn)](

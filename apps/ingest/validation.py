@@ -1,22 +1,26 @@
 """One compiled pass over an ingestion body: decode, type-check and bound every event.
 
-The msgspec types below are built from the configured limits (API.md "Conventions") the
-first time a set of limits is seen, so a valid body is decoded and validated by msgspec's C
-code alone into Structs, with no other per-item Python objects. Only a body that fails that
-pass takes the slow path, which decodes each event on its own to report every bad index.
+The msgspec types are built from the declaration of each event shape (shapes.py) under the
+configured limits (API.md "Conventions") the first time a set of limits is seen, so a valid
+body is decoded, type-checked and bounded by msgspec's C code alone into Structs, with no
+other per-item Python objects. Only a body that fails that pass takes the slow path, which
+decodes each event on its own to report every bad index with the field's dotted path (for a
+value inside a map, the key too: `features.tenure_days`).
 
-Rules checked here without the database: shapes and types, unknown keys, string lengths and
-NUL characters, key counts, finite numbers that fit a float, RFC 3339 times with an offset
-no further in the future than allowed, output-or-error, experiment-with-variant-and-subject,
-explanation keys among the features. References (model versions, experiments) are checked
-by services.py against the per-process caches.
+Rules checked here without the database: shapes and types, unknown keys, string lengths,
+key counts, numbers within their declared bounds (apps.core.bounds), RFC 3339 times with an
+offset no further in the future than allowed, and each shape's cross-field rules. U+0000 in
+any string and control characters in names (name fields, map keys) are looked for only in
+bodies whose bytes could carry them (an escape, DEL or a C1 character), which valid bodies
+from ordinary clients rarely do. References (model versions, experiments) are checked by
+services.py against the per-process caches.
 
 `content_hash` defines when two events are equal (API.md "Idempotency"): the Struct encoded
-with its fields in a fixed order and dict keys sorted, times as UTC instants, numbers as
-floats (msgspec turns every JSON number into a float where a float is expected), and
-hashed with BLAKE2b-128. Stored rows carry this hash: changing the canonical form would
-turn re-posts of stored events into conflicts, so it changes only with a migration that
-recomputes the column.
+with its fields in the declaration's order and dict keys sorted, times as UTC instants,
+numbers as floats (every number of an event is declared a float), and hashed with
+BLAKE2b-128. Stored rows carry this hash: changing the canonical form (reordering, renaming
+or retyping a declared field) would turn re-posts of stored events into conflicts, so it
+changes only with a migration that recomputes the column.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import functools
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
@@ -33,7 +36,9 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 from django.conf import settings
 
+from apps.core.bounds import Bound
 from apps.core.errors import ApplicationError, Detail, PayloadTooLarge, ValidationFailed
+from apps.ingest.shapes import SHAPES, Field, Map, Object, Problem, Scalar, Shape
 
 Kind = Literal["prediction", "feedback"]
 
@@ -98,15 +103,13 @@ class FeedbackIn(Protocol):
     occurred_at: datetime
 
 
-Problem = tuple[str, str]  # (field, message)
-Check = Callable[[Any, datetime], list[Problem] | None]
-
-
 @dataclass(frozen=True)
 class _Codec:
+    shape: Shape
     batch: msgspec.json.Decoder[Any]
     single: msgspec.json.Decoder[Any]
-    check: Check
+    # Per map field: a decoder of one of its values (the slow path names the failing key).
+    values: dict[str, msgspec.json.Decoder[Any]]
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,15 @@ class Decoded:
 
 _ENVELOPE = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+_MAP_ITEMS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # Dict keys sorted; Struct fields in their fixed declaration order.
 _CANONICAL = msgspec.json.Encoder(order="deterministic")
-# A NUL can only reach a decoded string through this escape (raw control bytes are invalid).
-_NUL_ESCAPE = b"\\u0000"
+# A control character (U+0000 included) reaches a decoded string only through an escape (raw
+# C0 bytes are invalid JSON), as DEL or as a C1 character (UTF-8 0xC2 0x80-0x9F).
+_CONTROL_HINTS = (b"\\", b"\x7f", b"\xc2")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NUL_MESSAGE = "Strings must not contain U+0000."
+_CONTROL_MESSAGE = "Names must not contain control characters (U+0000-U+001F, U+007F-U+009F)."
 
 
 _JSON = msgspec.json.Encoder()
@@ -139,17 +147,18 @@ def content_hash(event: Any) -> bytes:
     return hashlib.blake2b(_CANONICAL.encode(event), digest_size=16).digest()
 
 
-def decode(body: bytes, *, kind: Kind, limits: Limits) -> Decoded:
+def decode(body: bytes, *, kind: Kind, limits: Limits, shape: Shape | None = None) -> Decoded:
     """The events of an ingestion body, or the envelope-level error (400, 413) raised.
 
     Item-level problems do not raise: they come back in `details` with their index, so the
-    caller can add its own (references) and answer every bad index at once.
+    caller can add its own (references) and answer every bad index at once. `shape` replaces
+    the declaration of `kind` (bench/bench_ingest.py times a variant without bounds).
     """
     if len(body) > limits.body_bytes:
         raise PayloadTooLarge(f"The request body is over {limits.body_bytes} bytes.")
     if not body.strip():
         raise InvalidJson('The body is empty; send one event or {"events": [...]}.')
-    codec = _codec(kind, limits)
+    codec = _codec(kind, limits) if shape is None else _codec_of(shape, limits)
     events: list[Any]
     try:
         events = codec.batch.decode(body).events
@@ -162,7 +171,7 @@ def decode(body: bytes, *, kind: Kind, limits: Limits) -> Decoded:
             return _slow_decode(body, codec, limits)
     if batch:
         _check_count(len(events), limits)
-    details = _check_events(events, codec.check, limits, has_nul=_NUL_ESCAPE in body)
+    details = _check_events(events, codec, limits, suspect=_may_hold_control(body))
     return Decoded(events=events, batch=batch, details=details)
 
 
@@ -178,18 +187,27 @@ def _check_count(count: int, limits: Limits) -> None:
         )
 
 
+def _may_hold_control(body: bytes) -> bool:
+    return any(hint in body for hint in _CONTROL_HINTS)
+
+
 def _check_events(
-    events: list[Any], check: Check, limits: Limits, *, has_nul: bool
+    events: list[Any], codec: _Codec, limits: Limits, *, suspect: bool
 ) -> list[Detail]:
     """Problems of the decoded events (each failing event is replaced by None)."""
     horizon = datetime.now(UTC) + timedelta(seconds=limits.future_seconds)
+    rules = codec.shape.rules
+    fields = codec.shape.fields
     details: list[Detail] = []
     for index, event in enumerate(events):
         if event is None:
             continue
-        problems = check(event, horizon)
-        if has_nul:
-            problems = (problems or []) + _nul_problems(event)
+        problem = _normalise_time(event, horizon)
+        problems = rules(event)
+        if problem is not None:
+            problems = [problem, *(problems or [])]
+        if suspect:
+            problems = (problems or []) + _text_problems(event, fields)
         if problems:
             details.extend({"index": index, "field": f, "message": m} for f, m in problems)
             events[index] = None
@@ -203,7 +221,7 @@ def _slow_decode(body: bytes, codec: _Codec, limits: Limits) -> Decoded:
         event, problem = _decode_one(codec, body)
         details = [] if problem is None else [problem]
         events = [event]
-        details += _check_events(events, codec.check, limits, has_nul=_NUL_ESCAPE in body)
+        details += _check_events(events, codec, limits, suspect=_may_hold_control(body))
         return Decoded(events=events, batch=False, details=details)
     envelope_problems: list[Detail] = [
         {"field": key, "message": 'Unknown field; a batch is {"events": [...]} alone.'}
@@ -225,7 +243,7 @@ def _slow_decode(body: bytes, codec: _Codec, limits: Limits) -> Decoded:
         events.append(event)
         if problem is not None:
             details.append({"index": index, **problem})
-    details += _check_events(events, codec.check, limits, has_nul=_NUL_ESCAPE in body)
+    details += _check_events(events, codec, limits, suspect=_may_hold_control(body))
     if envelope_problems:
         raise ValidationFailed("The batch is invalid.", details=envelope_problems + details)
     details.sort(key=lambda detail: int(detail["index"]))
@@ -252,7 +270,7 @@ def _decode_one(codec: _Codec, raw: bytes | msgspec.Raw) -> tuple[Any, Detail | 
     try:
         return codec.single.decode(raw), None
     except msgspec.ValidationError as error:
-        return None, _problem(error)
+        return None, _problem(error, codec, raw)
     except RecursionError as error:
         raise InvalidJson("The body is nested too deeply.") from error
     except UnicodeDecodeError as error:
@@ -270,7 +288,7 @@ def _message(error: msgspec.ValidationError) -> str:
     return match.group("message") if match else str(error)
 
 
-def _problem(error: msgspec.ValidationError) -> Detail:
+def _problem(error: msgspec.ValidationError, codec: _Codec, raw: bytes | msgspec.Raw) -> Detail:
     """API.md's detail from msgspec's message: "Expected `float`, got `str` - at `$.x.y`"."""
     text = str(error)
     match = _LOCATION.match(text)
@@ -283,29 +301,88 @@ def _problem(error: msgspec.ValidationError) -> Detail:
     named = _NAMED_FIELD.match(message)
     if named:
         field = f"{field}.{named.group('name')}" if field else named.group("name")
+    declared = _declared(codec.shape.fields, field)
+    if declared is not None and path.endswith("[...]") and isinstance(declared.type, Map):
+        key = _failing_key(codec, raw, field)
+        if key is not None:
+            field = f"{field}.{key[:_KEY_ECHO]}"
+    if declared is not None and _OUT_OF_RANGE.match(message):
+        bound = _bound_of(declared)
+        if bound is not None:
+            message = bound.out_of_range
     problem: Detail = {"field": field} if field else {}
     problem["message"] = message
     return problem
 
 
-def _nul_problems(event: Any) -> list[Problem]:
-    """Fields whose strings hold U+0000 (PostgreSQL text cannot store it)."""
+# msgspec's words for a number outside a Meta(ge/le) bound, or beyond a float's range.
+_OUT_OF_RANGE = re.compile(r"^(Expected `(float|int)` [<>]=? |Number out of range$)")
+# A key named in a field's path is cut to this many characters.
+_KEY_ECHO = 100
+
+
+def _declared(fields: tuple[Field, ...], path: str) -> Field | None:
+    """The declared field at a dotted path of an event ("output.score"), if any."""
+    name, _, rest = path.partition(".")
+    found = next((field for field in fields if field.name == name), None)
+    if found is None or not rest:
+        return found
+    return _declared(found.type.fields, rest) if isinstance(found.type, Object) else None
+
+
+def _bound_of(field: Field) -> Bound | None:
+    scalars = field.type.values if isinstance(field.type, Map) else (field.type,)
+    return next(
+        (scalar.bound for scalar in scalars if isinstance(scalar, Scalar) and scalar.bound),
+        None,
+    )
+
+
+def _failing_key(codec: _Codec, raw: bytes | msgspec.Raw, name: str) -> str | None:
+    """The first key of map field `name` whose value fails its declared type."""
+    try:
+        entries = _MAP_ITEMS.decode(_ENVELOPE.decode(raw)[name])
+    except (msgspec.DecodeError, KeyError, RecursionError):
+        return None
+    decoder = codec.values[name]
+    for key, value in entries.items():
+        try:
+            decoder.decode(value)
+        except (msgspec.DecodeError, RecursionError):
+            return key
+    return None
+
+
+def _text_problems(struct: Any, fields: tuple[Field, ...], prefix: str = "") -> list[Problem]:
+    """U+0000 in any string (PostgreSQL text cannot store it); control characters in names."""
     found: list[Problem] = []
-    for name in event.__struct_fields__:
-        value = getattr(event, name)
-        if isinstance(value, msgspec.Struct):
-            found += [(f"{name}.{field}", message) for field, message in _nul_problems(value)]
-        elif _holds_nul(value):
-            found.append((name, "Strings must not contain U+0000."))
+    for field in fields:
+        value = getattr(struct, field.name)
+        if value is None:
+            continue
+        path = prefix + field.name
+        kind = field.type
+        if isinstance(kind, Object):
+            found += _text_problems(value, kind.fields, f"{path}.")
+        elif isinstance(kind, Map):
+            problem = _map_problem(value)
+            if problem is not None:
+                found.append((path, problem))
+        elif isinstance(value, str) and "\x00" in value:
+            found.append((path, _NUL_MESSAGE))
+        elif kind.kind == "name" and _CONTROL.search(value):
+            found.append((path, _CONTROL_MESSAGE))
     return found
 
 
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
-    return False
+def _map_problem(entries: dict[str, Any]) -> str | None:
+    if any(
+        "\x00" in key or (isinstance(item, str) and "\x00" in item) for key, item in entries.items()
+    ):
+        return _NUL_MESSAGE
+    if any(_CONTROL.search(key) for key in entries):
+        return _CONTROL_MESSAGE
+    return None
 
 
 def _normalise_time(event: Any, horizon: datetime) -> Problem | None:
@@ -319,105 +396,72 @@ def _normalise_time(event: Any, horizon: datetime) -> Problem | None:
     return None
 
 
-def _check_prediction(event: Any, horizon: datetime) -> list[Problem] | None:
-    problem = _normalise_time(event, horizon)
-    problems = [problem] if problem else None
-    output = event.output
-    if output is None:
-        if event.error is None:
-            problems = (problems or []) + [("output", "Send output, or error if the model failed.")]
-    elif event.error is not None:
-        problems = (problems or []) + [("error", "Send either output or error, not both.")]
-    elif output.label is None and output.score is None and output.value is None:
-        problems = (problems or []) + [("output", "Give at least one of label, score, value.")]
-    if (event.experiment is None) != (event.variant is None):
-        field = "variant" if event.variant is None else "experiment"
-        problems = (problems or []) + [(field, "experiment and variant go together.")]
-    elif event.experiment is not None and event.subject is None:
-        problems = (problems or []) + [("subject", "Required with an experiment.")]
-    explanation = event.explanation
-    if explanation is not None and event.features is not None:
-        if not explanation.keys() <= event.features.keys():
-            problems = (problems or []) + [
-                ("explanation", "Its keys must be among the features' keys.")
-            ]
-    return problems
-
-
-def _check_feedback(event: Any, horizon: datetime) -> list[Problem] | None:
-    problem = _normalise_time(event, horizon)
-    problems = [problem] if problem else None
-    if (event.value is None) == (event.label is None):
-        problems = (problems or []) + [("value", "Send exactly one of value or label.")]
-    return problems
-
-
 @functools.cache
 def _codec(kind: Kind, limits: Limits) -> _Codec:
     """msgspec decoders for one kind of event under `limits` (built once per process)."""
-    text = Annotated[str, msgspec.Meta(max_length=limits.string_length)]
-    name = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.string_length)]
-    moment = Annotated[datetime, msgspec.Meta(tz=True)]
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]]
-    if kind == "prediction":
-        output = msgspec.defstruct(
-            "Output",
-            [
-                ("label", text | None, None),
-                ("score", float | None, None),
-                ("value", float | None, None),
-            ],
-            forbid_unknown_fields=True,
-            gc=False,
-        )
-        fields = [
-            ("id", uuid.UUID),
-            ("model", name),
-            ("model_version", name),
-            ("occurred_at", moment),
-            ("subject", name | None, None),
-            ("experiment", name | None, None),
-            ("variant", name | None, None),
-            (
-                "attributes",
-                Annotated[
-                    dict[text, text | float | bool], msgspec.Meta(max_length=limits.attributes)
-                ]
-                | None,
-                None,
-            ),
-            (
-                "features",
-                Annotated[
-                    dict[text, float | text | bool | None], msgspec.Meta(max_length=limits.features)
-                ]
-                | None,
-                None,
-            ),
-            ("output", output | None, None),
-            ("error", text | None, None),
-            (
-                "explanation",
-                Annotated[dict[text, float], msgspec.Meta(max_length=limits.features)] | None,
-                None,
-            ),
-            ("latency_ms", Annotated[float, msgspec.Meta(ge=0)] | None, None),
-        ]
-        check: Check = _check_prediction
-    else:
-        fields = [
-            ("id", uuid.UUID),
-            ("prediction_id", uuid.UUID),
-            ("metric", name),
-            ("occurred_at", moment),
-            ("value", float | None, None),
-            ("label", text | None, None),
-        ]
-        check = _check_feedback
+    return _build(SHAPES[kind], limits)
+
+
+@functools.cache
+def _codec_of(shape: Shape, limits: Limits) -> _Codec:
+    return _build(shape, limits)
+
+
+def _build(shape: Shape, limits: Limits) -> _Codec:
+    event = _struct(shape.kind.title(), shape.fields, limits)
+    batch = msgspec.defstruct("Batch", [("events", list[event])], forbid_unknown_fields=True)  # type: ignore[valid-type]  # built at run time
+    values = {
+        field.name: msgspec.json.Decoder(_union(field.type.values, limits))
+        for field in shape.fields
+        if isinstance(field.type, Map)
+    }
+    return _Codec(
+        shape=shape,
+        batch=msgspec.json.Decoder(batch),
+        single=msgspec.json.Decoder(event),
+        values=values,
+    )
+
+
+def _struct(name: str, fields: tuple[Field, ...], limits: Limits) -> type[msgspec.Struct]:
+    """A Struct of the declared fields, in their order (the canonical order of the hash)."""
+    declared: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field in fields:
+        kind = _type(field, limits)
+        declared.append((field.name, kind) if field.required else (field.name, kind | None, None))
     # gc=False: events hold only scalars and flat dicts, never a cycle, so the collector
     # need not track the thousands a batch creates.
-    event = msgspec.defstruct(kind.title(), fields, forbid_unknown_fields=True, gc=False)
-    batch = msgspec.defstruct("Batch", [("events", list[event])], forbid_unknown_fields=True)  # type: ignore[valid-type]  # built at run time
-    return _Codec(
-        batch=msgspec.json.Decoder(batch), single=msgspec.json.Decoder(event), check=check
-    )
+    return msgspec.defstruct(name, declared, forbid_unknown_fields=True, gc=False)
+
+
+def _type(field: Field, limits: Limits) -> Any:
+    kind = field.type
+    if isinstance(kind, Object):
+        return _struct(kind.name, kind.fields, limits)
+    if isinstance(kind, Map):
+        keys: Any = Annotated[str, msgspec.Meta(max_length=limits.string_length)]
+        values = _union(kind.values, limits)
+        size = msgspec.Meta(max_length=getattr(limits, kind.max_keys))
+        return Annotated[dict[keys, values], size]  # type: ignore[valid-type]  # built at run time
+    return _scalar(kind, limits)
+
+
+def _union(scalars: tuple[Scalar, ...], limits: Limits) -> Any:
+    union: Any = None
+    for scalar in scalars:
+        kind = _scalar(scalar, limits)
+        union = kind if union is None else union | kind
+    return union
+
+
+def _scalar(scalar: Scalar, limits: Limits) -> Any:
+    if scalar.kind == "number":  # every declared number is bounded (tests/ingest/test_shapes.py)
+        return float if scalar.bound is None else Annotated[float, scalar.bound.meta()]
+    return {
+        "uuid": uuid.UUID,
+        "name": Annotated[str, msgspec.Meta(min_length=1, max_length=limits.string_length)],
+        "text": Annotated[str, msgspec.Meta(max_length=limits.string_length)],
+        "time": Annotated[datetime, msgspec.Meta(tz=True)],
+        "boolean": bool,
+        "null": type(None),
+    }[scalar.kind]

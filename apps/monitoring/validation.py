@@ -3,29 +3,32 @@
 Pure Python (no ORM): `parse_rule` turns untrusted JSON (a POST body, or a PATCH body over
 the stored rule) into a RuleSpec, collecting every problem as an API.md detail with a dotted
 `field`; `rule_problems` checks a spec against what the registry says about its model.
-Durations are written `<n>m|h|d` (API.md); a window is whole hours, at least 1h.
+Durations are written `<n>m|h|d` (API.md); a window is whole hours, at least 1h. Every
+number has a finite range (API.md "Limits"): the threshold within ±1e15 (every metric a rule
+watches is finite, so every comparison is), min_samples a whole number from 1 to 1e9, a
+numeric segment value within ±1e15 like any attribute value.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from apps.core import durations
+from apps.core.bounds import VALUE, Bound
+from apps.core.durations import format_duration as format_duration  # its callers import it here
 from apps.core.errors import Detail, ValidationFailed
 from apps.core.text import name_problem
 from apps.monitoring.models import MINIMUM_COOLDOWN, MINIMUM_WINDOW, Action, Comparator
 
-DURATION_RE = re.compile(r"^(\d{1,6})([mhd])$")
-DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
 MAXIMUM_WINDOW = timedelta(days=30)
 MAXIMUM_COOLDOWN = timedelta(days=365)
 MAXIMUM_MIN_SAMPLES = 1_000_000_000
+MIN_SAMPLES = Bound(1, MAXIMUM_MIN_SAMPLES, integer=True)
 NAME_MAX_LENGTH = 200
 VALUE_MAX_LENGTH = 1024
 URL_MAX_LENGTH = 2048
@@ -103,25 +106,14 @@ class Problems:
 
 
 def parse_duration(text: str) -> timedelta:
-    """'<n>m|h|d' → timedelta; ValueError otherwise."""
-    match = DURATION_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("Write a duration as <number>m, <number>h or <number>d, e.g. 6h.")
-    return timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit in ("d", "h"):
-        size = DURATION_UNITS[unit]
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds // 60}m"
+    """'<n>m|h|d' → timedelta, at most the longest duration a rule takes (its cooldown's);
+    ValueError otherwise. window_problem and cooldown_problem check each field's range."""
+    return durations.parse_duration(text, minimum=timedelta(0), maximum=MAXIMUM_COOLDOWN)
 
 
 def window_problem(window: timedelta) -> str | None:
     if window < MINIMUM_WINDOW or window > MAXIMUM_WINDOW:
-        return f"A window is from 1h to {format_duration(MAXIMUM_WINDOW)}."
+        return f"A window is {durations.range_text(MINIMUM_WINDOW, MAXIMUM_WINDOW)}."
     if window.total_seconds() % 3600:
         return "A window is a whole number of hours (performance is kept per hour)."
     return None
@@ -129,7 +121,7 @@ def window_problem(window: timedelta) -> str | None:
 
 def cooldown_problem(cooldown: timedelta) -> str | None:
     if cooldown < MINIMUM_COOLDOWN or cooldown > MAXIMUM_COOLDOWN:
-        return f"A cooldown is from 1m to {format_duration(MAXIMUM_COOLDOWN)}."
+        return f"A cooldown is {durations.range_text(MINIMUM_COOLDOWN, MAXIMUM_COOLDOWN)}."
     return None
 
 
@@ -145,10 +137,6 @@ def attribute_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def check_text(
@@ -245,8 +233,11 @@ def _parse_segment(problems: Problems, value: Any) -> tuple[str, str] | None:
     ((attribute, raw),) = value.items()
     name = check_text(problems, attribute, "segment", limit=100, required=True, name=True)
     path = f"segment.{str(attribute)[:100]}"
-    if not (isinstance(raw, str | bool) or is_number(raw)):
+    if not isinstance(raw, str | bool | int | float):
         problems.add(path, "Must be a string, number or boolean.")
+        return None
+    if not isinstance(raw, str | bool) and (problem := VALUE.problem(raw)) is not None:
+        problems.add(path, problem)
         return None
     text = check_text(problems, attribute_text(raw), path, limit=VALUE_MAX_LENGTH)
     return (name, text)
@@ -256,12 +247,18 @@ def _parse_duration_field(problems: Problems, value: Any, path: str) -> timedelt
     if not isinstance(value, str):
         problems.add(path, "Must be a duration such as '6h'.")
         return None
+    window = path == "window"
     try:
-        duration = parse_duration(value)
+        duration = durations.parse_duration(
+            value,
+            minimum=MINIMUM_WINDOW if window else MINIMUM_COOLDOWN,
+            maximum=MAXIMUM_WINDOW if window else MAXIMUM_COOLDOWN,
+            subject="A window" if window else "A cooldown",
+        )
     except ValueError as error:
         problems.add(path, str(error))
         return None
-    problem = window_problem(duration) if path == "window" else cooldown_problem(duration)
+    problem = window_problem(duration) if window else None
     if problem is not None:
         problems.add(path, problem)
         return None
@@ -269,13 +266,9 @@ def _parse_duration_field(problems: Problems, value: Any, path: str) -> timedelt
 
 
 def _parse_min_samples(problems: Problems, value: Any) -> int | None:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        problems.add("min_samples", "Must be a whole number.")
-        return None
-    if not 1 <= value <= MAXIMUM_MIN_SAMPLES:
-        problems.add("min_samples", f"From 1 to {MAXIMUM_MIN_SAMPLES}.")
+    problem = MIN_SAMPLES.problem(value)
+    if problem is not None:
+        problems.add("min_samples", problem)
         return None
     return int(value)
 
@@ -325,10 +318,11 @@ def _field_values(
         if len(problems.details) == before:
             values[name] = parsed
     if "threshold" in payload:
-        if is_number(payload["threshold"]):
+        problem = VALUE.problem(payload["threshold"])
+        if problem is None:
             values["threshold"] = float(payload["threshold"])
         else:
-            problems.add("threshold", "Must be a finite number.")
+            problems.add("threshold", problem)
     return values
 
 
@@ -387,6 +381,13 @@ def rule_problems(
                 f"{attribute!r} is not a segment attribute of model {spec.model!r}"
                 f" (its segment attributes: {allowed}).",
             )
+    # The API refuses these while parsing; the admin's form fields reach here unbounded.
+    for path, value, bound in (
+        ("threshold", spec.threshold, VALUE),
+        ("min_samples", spec.min_samples, MIN_SAMPLES),
+    ):
+        if (problem := bound.problem(value)) is not None:
+            problems.add(path, problem)
     if spec.open_canary and spec.action != Action.RETRAIN:
         problems.add("open_canary", "A canary is opened by a retrained version: action retrain.")
     return problems.details

@@ -4,12 +4,17 @@ Pure Python (no ORM): each `clean_*` function takes what a caller sent (possibly
 type, since API bodies are untrusted JSON), collects every problem as an API.md detail with a
 dotted `field`, and either raises one ValidationFailed or returns the normal form that is
 stored and hashed.
+
+Every number has a finite range (API.md "Limits", apps.core.bounds): decision_threshold a
+share in [0, 1]; metric values and feature importances within ±1e15; in hyperparameters and
+tags an integer (written without a fraction or exponent) within int64, any other number
+within ±1e15. An integer such as a seed stays exact up to int64; the wider numbers a float
+could only approximate, or that overflow when a reader computes with them, are refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from apps.core.bounds import INT64, SHARE, VALUE
 from apps.core.errors import Detail, ValidationFailed
 from apps.core.text import name_problem
 from apps.registry.models import NAME_PATTERN, Task
@@ -52,11 +58,13 @@ class Problems:
             raise ValidationFailed(message, details=self.details)
 
 
-def is_number(value: Any) -> bool:
-    """A finite JSON number (booleans are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value)
+def json_number_problem(value: int | float) -> str | None:
+    """The range of a number inside free-form JSON (hyperparameters, tags): an integer within
+    int64, any other number within ±1e15."""
+    bound = INT64 if isinstance(value, int) else VALUE
+    if bound.problem(value) is None:
+        return None
+    return f"Out of range: an integer must be {INT64.text}, any other number {VALUE.text}."
 
 
 def check_string(
@@ -150,11 +158,10 @@ def clean_model_fields(
     if task == Task.BINARY_CLASSIFICATION and not label and label_given_as_text:
         problems.add("positive_label", "Required for a binary_classification model.")
     threshold = 0.5 if decision_threshold is None else decision_threshold
-    if not is_number(threshold):
-        problems.add("decision_threshold", "Must be a number from 0 to 1.")
+    problem = SHARE.problem(threshold)
+    if problem is not None:
+        problems.add("decision_threshold", problem)
         threshold = 0.5
-    elif not 0 <= threshold <= 1:
-        problems.add("decision_threshold", "Must be a number from 0 to 1.")
     attributes = clean_segment_attributes(problems, segment_attributes)
     return ModelFields(
         task=task if isinstance(task, str) else "",
@@ -320,8 +327,9 @@ def _clean_scalar(problems: Problems, value: Any, path: str, *, nested: bool) ->
     if isinstance(value, str):
         return check_string(problems, value, path)
     if isinstance(value, int | float):
-        if not is_number(value):
-            problems.add(path, "Numbers must be finite.")
+        problem = json_number_problem(value)
+        if problem is not None:
+            problems.add(path, problem)
         return value
     if nested:
         problems.add(path, "Nested too deeply: use a string, number, boolean, null or a list.")
@@ -343,8 +351,9 @@ def _clean_metrics(problems: Problems, value: Any) -> dict[str, Any]:
     for key, item in value.items():
         if not _check_key(problems, key, "metrics"):
             continue
-        if not is_number(item):
-            problems.add(f"metrics.{key}", "Must be a finite number.")
+        problem = VALUE.problem(item)
+        if problem is not None:
+            problems.add(f"metrics.{key}", problem)
         cleaned[key] = item
     return cleaned
 
@@ -375,8 +384,9 @@ def _clean_features(problems: Problems, value: Any) -> list[dict[str, Any]]:
         feature: dict[str, Any] = {"name": name}
         importance = item.get("importance")
         if importance is not None:
-            if not is_number(importance):
-                problems.add(f"{path}.importance", "Must be a finite number.")
+            problem = VALUE.problem(importance)
+            if problem is not None:
+                problems.add(f"{path}.importance", problem)
             feature["importance"] = importance
         cleaned.append(feature)
     return cleaned

@@ -156,7 +156,7 @@ DEEP = b"[" * 5000 + b"]" * 5000
         (b'{"name": "a", "score": NaN}', "application/json", 400, "invalid_json"),
         (b'{"name": "a", "score": Infinity}', "application/json", 400, "invalid_json"),
         (b'{"name": "a", "score": -Infinity}', "application/json", 400, "invalid_json"),
-        (b'{"name": "a", "score": 1e999}', "application/json", 400, "invalid_json"),
+        (b'{"name": "a", "score": 1e999}', "application/json", 400, "validation_error"),
         (b'{"name": "a", "score": 1,}', "application/json", 400, "invalid_json"),
         (b'{"name": "a"', "application/json", 400, "invalid_json"),
         (b'{"name": "\\ud800", "score": 1}', "application/json", 400, "invalid_json"),
@@ -209,6 +209,33 @@ def test_post__hostile_or_malformed_body__error_body_never_500(
     # Then
     assert response.status_code == status
     assert _error(response)["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"name": "a", "score": 1e999}', "score"),
+        (b'{"name": "a", "score": -1e400}', "score"),
+        (b'{"name": "a", "tags": [1, 2, 1' + b"0" * 400 + b"]}", "tags.2"),
+        (b'{"name": "a", "nested": {"deep": [-' + b"9" * 400 + b"]}}", "nested.deep.0"),
+    ],
+)
+def test_post__number_beyond_a_float__400_naming_the_field(ingester_client, body, field):
+    # When a number no float can hold is sent (orjson refuses it while parsing)
+    response = _post(ingester_client, body)
+    # Then the answer names where it is, as for any out-of-range number
+    assert response.status_code == 400
+    assert _error(response) == {
+        "code": "validation_error",
+        "message": "A number is out of range.",
+        "details": [
+            {
+                "field": field,
+                "message": "Out of range: beyond what any number here may be "
+                "(-9223372036854775808 to 9223372036854775807 at most; API.md, Limits).",
+            }
+        ],
+    }
 
 
 def test_post__valid_object__201(ingester_client):

@@ -178,3 +178,172 @@ def test_content_hash__feedback_value_int_or_float__equal():
     assert content_hash(_decode(event, kind="feedback").events[0]) == content_hash(
         _decode({**event, "value": 1.0}, kind="feedback").events[0]
     )
+
+
+# Bodies and their content hashes as computed when the rows were first stored: stored rows
+# carry these digests, so any change to the declaration must leave them byte-identical.
+PINNED_HASHES = [
+    (
+        "prediction",
+        b'{"id":"5f0c2f5e-2d0e-4d9b-9a55-2b1f1b7a3c01","model":"churn","model_version":"3",'
+        b'"subject":"user-1842","experiment":"churn-v3-vs-v2","variant":"treatment",'
+        b'"attributes":{"plan":"pro","country":"DE","vip":true,"age":41},'
+        b'"features":{"tenure_days":412,"sessions_7d":3,"device":"ios","newsletter":false,'
+        b'"coupon":null},"output":{"label":"churn","score":0.83,"value":1.5},'
+        b'"explanation":{"tenure_days":-0.12,"sessions_7d":0.31},"latency_ms":12.5,'
+        b'"occurred_at":"2026-11-26T11:00:00+01:00"}',
+        "b055cd9260308c80e2155826e0db710b",
+    ),
+    (
+        "prediction",
+        b'{"id":"0b6f1a52-6c43-4d0e-8a57-1c2f4a1e9d10","model":"churn","model_version":"3",'
+        b'"error":"timeout after 2 s","occurred_at":"2026-11-26T10:00:00Z"}',
+        "4b7d6cc5989d8624bcc7353d8965804f",
+    ),
+    (
+        "prediction",
+        b'{"id":"8c3f9d1e-0a4b-4b7c-9e2d-3f5a6b7c8d9e","model":"fraud","model_version":"v1.2",'
+        b'"output":{"value":-1e15},"latency_ms":0,"features":{"x":1e15,"y":-0.0},'
+        b'"occurred_at":"2026-01-02T03:04:05.678901Z"}',
+        "3b7bb46f715d0f93dc39b2eb05f3cd20",
+    ),
+    (
+        "feedback",
+        b'{"id":"7d1e0c2a-3b4c-4d5e-8f60-718293a4b5c6",'
+        b'"prediction_id":"5f0c2f5e-2d0e-4d9b-9a55-2b1f1b7a3c01","metric":"revenue",'
+        b'"value":19.99,"occurred_at":"2026-11-26T10:05:00Z"}',
+        "68038e8bcff68f1af7d3794839b013fb",
+    ),
+    (
+        "feedback",
+        b'{"id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",'
+        b'"prediction_id":"5f0c2f5e-2d0e-4d9b-9a55-2b1f1b7a3c01","metric":"label",'
+        b'"label":"churn","occurred_at":"2026-11-26T09:05:00-02:00"}',
+        "8a975cfc3a5525ea2c75034efffbfe79",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "body", "expected"), PINNED_HASHES)
+def test_content_hash__event_stored_before__same_digest(kind, body, expected):
+    # Given an event as a client posted it, under the default limits
+    limits = Limits(
+        batch_events=1000,
+        attributes=50,
+        features=500,
+        string_length=1024,
+        future_seconds=300,
+        body_bytes=5 * 1024 * 1024,
+    )
+    # When it is decoded
+    decoded = decode(body, kind=kind, limits=limits)
+    # Then it is valid and hashes to the digest stored with it
+    assert decoded.details == []
+    assert content_hash(decoded.events[0]).hex() == expected
+
+
+# --- limits at N and N + 1 (LIMITS: 3 attributes, 4 features, strings of 10) ---------------
+
+
+def _sized(count: int, value: object = 1) -> dict[str, object]:
+    return {f"k{index}": value for index in range(count)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"subject": "s" * 10}, None),
+        ({"subject": "s" * 11}, "subject"),
+        ({"model": "m" * 10}, None),  # references are the service's to check
+        ({"model": "m" * 11}, "model"),
+        ({"subject": ""}, "subject"),
+        ({"subject": "s"}, None),
+        ({"error": "e" * 10, "output": None}, None),
+        ({"error": "e" * 11, "output": None}, "error"),
+        ({"output": {"label": "l" * 10}}, None),
+        ({"output": {"label": "l" * 11}}, "output.label"),
+        ({"attributes": _sized(3)}, None),
+        ({"attributes": _sized(4)}, "attributes"),
+        ({"attributes": {"k" * 10: "v"}}, None),
+        ({"attributes": {"k" * 11: "v"}}, "attributes"),
+        ({"attributes": {"plan": "p" * 10}}, None),
+        ({"attributes": {"plan": "p" * 11}}, "attributes.plan"),
+        ({"features": _sized(4), "explanation": None}, None),
+        ({"features": _sized(5), "explanation": None}, "features"),
+        ({"features": {"device": "d" * 10}, "explanation": None}, None),
+        ({"features": {"device": "d" * 11}, "explanation": None}, "features.device"),
+        ({"features": None, "explanation": _sized(4, 0.5)}, None),
+        ({"features": None, "explanation": _sized(5, 0.5)}, "explanation"),
+    ],
+)
+def test_decode__at_and_past_a_limit__accepted_or_the_field_named(changes, field):
+    # When a prediction is decoded with a string or key count at or past its limit
+    decoded = _decode(_prediction(**changes))
+    # Then it passes at the limit and fails one past it, naming the field
+    assert [detail["field"] for detail in decoded.details] == ([] if field is None else [field])
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"metric": "m" * 10}, None),
+        ({"metric": "m" * 11}, "metric"),
+        ({"metric": ""}, "metric"),
+        ({"value": None, "label": "l" * 10}, None),
+        ({"value": None, "label": "l" * 11}, "label"),
+    ],
+)
+def test_decode__feedback_at_and_past_a_limit__accepted_or_the_field_named(changes, field):
+    decoded = _decode(feedback(**changes), kind="feedback")
+    assert [detail["field"] for detail in decoded.details] == ([] if field is None else [field])
+
+
+# --- control characters in names -------------------------------------------------------------
+
+CONTROL = "Names must not contain control characters (U+0000-U+001F, U+007F-U+009F)."
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'"subject": "user\\u0001"', "subject"),
+        (b'"subject": "user\\n2"', "subject"),
+        (b'"model_version": "3\\t"', "model_version"),
+        (b'"subject": "user\x7f"', "subject"),  # DEL, valid JSON as a raw byte
+        (b'"subject": "user\xc2\x85"', "subject"),  # NEL (C1), raw UTF-8
+        (b'"subject": "user\\u009f"', "subject"),
+        (b'"attributes": {"coun\\rtry": "DE"}', "attributes"),
+        (b'"attributes": {"country\x7f": "DE"}', "attributes"),
+    ],
+)
+def test_decode__control_character_in_a_name__400_naming_it(raw, field):
+    # Given a prediction whose name or key holds a control character
+    key = raw.split(b'"')[1].decode()
+    body = orjson.dumps({**_prediction(), key: "@@"}).replace(b'"%s":"@@"' % key.encode(), raw)
+    # When
+    decoded = _decode_raw(body)
+    # Then
+    assert decoded.details == [{"index": 0, "field": field, "message": CONTROL}]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'"error": "1\\n2\\t3\x7f"',
+        b'"output": {"label": "a\\u0085b"}',
+        b'"attributes": {"note": "x\\ny"}',
+        b'"subject": "\\u00e9 \\"q\\" \\\\"',
+        b'"subject": "\xc2\xa0nb \xc3\xa9"',
+    ],
+)
+def test_decode__control_character_in_free_text_or_escaped_printable_name__accepted(raw):
+    key = raw.split(b'"')[1].decode()
+    changes: dict[str, object] = {key: "@@"}
+    if key == "error":
+        changes["output"] = None
+    body = orjson.dumps(_prediction(**changes)).replace(b'"%s":"@@"' % key.encode(), raw)
+    assert _decode_raw(body).details == []
+
+
+def _decode_raw(body: bytes):
+    return decode(body, kind="prediction", limits=LIMITS)

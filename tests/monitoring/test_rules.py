@@ -25,15 +25,21 @@ from tests.monitoring.test_notifications import raise_alert
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1m", 60), ("6h", 21600), ("2d", 172800), (" 3h ", 10800), ("0m", 0)],
+    [("1m", 60), ("6h", 21600), ("2d", 172800), (" 3h ", 10800), ("1 h", 3600), ("0m", 0)],
 )
 def test_parse_duration__api_spelling__seconds(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "h", "1", "1s", "1.5h", "-1h", "1hh", "1 h", "9999999d"])
+@pytest.mark.parametrize("text", ["", "h", "1", "1s", "1.5h", "-1h", "1hh", "1h1", "٣h"])
 def test_parse_duration__anything_else__value_error(text):
     with pytest.raises(ValueError, match="Write a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["366d", "9999999d", "99999999999d", "9" * 5000 + "m"])
+def test_parse_duration__beyond_the_longest_cooldown__value_error_with_the_range(text):
+    with pytest.raises(ValueError, match=r"^A duration here is from 0m to 365d\.$"):
         parse_duration(text)
 
 
@@ -234,6 +240,10 @@ def test_admin__add_rule__created_through_the_service_and_secret_shown_once(chur
         ({"segment_attribute": "device"}, "is not a segment attribute"),
         ({"webhook_url": "http://127.0.0.1/hook"}, "Private, loopback and link-local"),
         ({"action": "alert", "open_canary": "on"}, "action retrain"),
+        ({"threshold": "1e308"}, "Out of range: must be a number from -1e15 to 1e15."),
+        ({"threshold": "-1e16"}, "Out of range: must be a number from -1e15 to 1e15."),
+        ({"window": "99999999999d"}, "A duration here is from 0m to 365d."),
+        ({"cooldown": "99999999999d"}, "A duration here is from 0m to 365d."),
     ],
 )
 def test_admin__add_invalid_rule__form_errors_and_nothing_stored(churn, staff, change, message):

@@ -6,7 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.core.bounds import SHARE, VALUE
 from apps.experiments.models import Exposure, RolloutEvent
+from apps.experiments.validation import ALPHA, MDE
 
 
 def _time(value: Any) -> str | None:
@@ -58,7 +60,7 @@ def history_entry_as_dict(event: RolloutEvent) -> dict[str, Any]:
 class ExperimentVariantSerializer(serializers.Serializer[Any]):
     key = serializers.CharField(max_length=100)
     model_version = serializers.CharField(max_length=100)
-    weight = serializers.FloatField(min_value=0, max_value=1)
+    weight = SHARE.serializer_field("The share of subjects; weights sum to 1.")
 
 
 class ExperimentMetricSerializer(serializers.Serializer[Any]):
@@ -67,9 +69,10 @@ class ExperimentMetricSerializer(serializers.Serializer[Any]):
 
 
 class RampStepSerializer(serializers.Serializer[Any]):
-    coverage = serializers.FloatField(min_value=0, max_value=1)
+    coverage = SHARE.serializer_field("The coverage from this step on.")
     after = serializers.CharField(
-        required=False, help_text="Time after the first start: <n>m, <n>h or <n>d; default 0."
+        required=False,
+        help_text="Time after the first start: <n>m, <n>h or <n>d, from 0m to 365d; default 0.",
     )
 
 
@@ -94,12 +97,15 @@ class ExperimentInputSerializer(serializers.Serializer[Any]):
     targeting = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text="attribute → allowed values; a subject must match every attribute.",
+        help_text="attribute → allowed values (strings, booleans, or numbers "
+        f"{VALUE.text}); a subject must match every attribute.",
     )
-    coverage = serializers.FloatField(required=False, min_value=0, max_value=1, default=1.0)
+    coverage = SHARE.serializer_field(
+        "The share of subjects included.", required=False, default=1.0
+    )
     ramp = RampStepSerializer(many=True, required=False)
-    alpha = serializers.FloatField(required=False, default=0.05)
-    mde = serializers.FloatField(required=False, default=0.05, help_text="Relative lift.")
+    alpha = ALPHA.serializer_field("The significance level.", required=False, default=0.05)
+    mde = MDE.serializer_field("The relative lift to detect.", required=False, default=0.05)
 
 
 class ExperimentPatchSerializer(ExperimentInputSerializer):
@@ -153,7 +159,8 @@ class AssignmentInputSerializer(serializers.Serializer[Any]):
     experiment = serializers.CharField()
     subject = serializers.CharField(max_length=1024)
     attributes = serializers.DictField(
-        required=False, help_text="A flat object of string → string | number | boolean."
+        required=False,
+        help_text=f"A flat object of string → string | number | boolean; a number {VALUE.text}.",
     )
 
 

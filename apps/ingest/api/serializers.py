@@ -1,12 +1,16 @@
-"""Shapes of the ingestion API: request bodies for the OpenAPI schema, and events as answered.
+"""Shapes of the ingestion API, derived from the declaration of each event (shapes.py).
 
 The POST endpoints do not run these serializers: validation.py decodes and checks the body
-in one compiled pass. They document the same rules (limits are configurable, so they are
-given in the descriptions) and answer errors with the same body as every endpoint.
+in one compiled pass from the same declaration. They give the OpenAPI schema (types,
+required fields, numeric minimum/maximum, descriptions; the configurable string and
+key-count limits are stated with their defaults in the descriptions) and the events as
+answered, with the same body for errors as every endpoint.
 """
 
 from __future__ import annotations
 
+import functools
+from operator import attrgetter
 from typing import Any
 
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
@@ -14,119 +18,138 @@ from rest_framework import serializers
 
 from apps.core.numbers import finite_or_none
 from apps.ingest.models import Feedback, Prediction
-
-_TEXT = "A string of at most 1024 characters (KAIZEN_MAX_STRING_LENGTH), without U+0000."
-_TIME = "RFC 3339 with a timezone; at most 5 minutes (KAIZEN_MAX_FUTURE_SECONDS) in the future."
-_SCALAR = [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
-
-
-@extend_schema_field(
-    {
-        "type": "object",
-        "additionalProperties": {"oneOf": _SCALAR},
-        "description": "Flat: string → string | number | boolean; at most 50 keys "
-        "(KAIZEN_MAX_ATTRIBUTES).",
-    }
+from apps.ingest.shapes import (
+    FEEDBACK,
+    LIMIT_SETTINGS,
+    PREDICTION,
+    Field,
+    Map,
+    Object,
+    Scalar,
+    Shape,
 )
-class AttributesField(serializers.DictField):
-    pass
 
 
-@extend_schema_field(
-    {
-        "type": "object",
-        "additionalProperties": {"oneOf": _SCALAR, "nullable": True},
-        "description": "Flat: string → number | string | boolean | null; at most 500 keys "
-        "(KAIZEN_MAX_FEATURES).",
-    }
+def _limit(name: str) -> str:
+    setting, default = LIMIT_SETTINGS[name]
+    return f"{default} ({setting})"
+
+
+_TEXT = f"At most {_limit('string_length')} characters, without U+0000."
+_NAME = (
+    f"1 to {_limit('string_length')} characters, without control characters "
+    "(U+0000-U+001F, U+007F-U+009F)."
 )
-class FeaturesField(serializers.DictField):
-    pass
+_TIME = f"RFC 3339 with a timezone; at most {_limit('future_seconds')} seconds in the future."
+_SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "text": {"type": "string"},
+    "boolean": {"type": "boolean"},
+}
 
 
-@extend_schema_field(
-    {
-        "type": "object",
-        "additionalProperties": {"type": "number"},
-        "description": "Flat: feature name → finite number; keys among the features' keys.",
-    }
-)
-class ExplanationField(serializers.DictField):
-    pass
+def _scalar_schema(scalar: Scalar) -> dict[str, Any]:
+    if scalar.kind == "number":
+        assert scalar.bound is not None  # noqa: S101 - every declared number is bounded
+        return {"type": "number", **scalar.bound.openapi()}
+    return _SCALAR_SCHEMAS[scalar.kind]
 
 
-class OutputSerializer(serializers.Serializer[Any]):
-    label = serializers.CharField(required=False, help_text=_TEXT)  # type: ignore[assignment]  # a field named like Field.label
-    score = serializers.FloatField(required=False)
-    value = serializers.FloatField(required=False)
-
-
-class PredictionInSerializer(serializers.Serializer[Any]):
-    """One prediction; `output` (at least one key) or `error`, not both."""
-
-    id = serializers.UUIDField(help_text="The client's id (any UUID version); idempotency key.")
-    model = serializers.CharField(help_text="A registered model.")
-    model_version = serializers.CharField(help_text="A registered version of that model.")
-    occurred_at = serializers.DateTimeField(help_text=_TIME)
-    subject = serializers.CharField(
-        required=False,
-        allow_null=True,
-        help_text="The randomisation unit (user, session…); required with experiment. " + _TEXT,
+def _map_field(field: Field, kind: Map) -> type[serializers.DictField]:
+    """A DictField whose schema lists the value types, with their bounds."""
+    alternatives = [_scalar_schema(value) for value in kind.values if value.kind != "null"]
+    values: dict[str, Any] = (
+        {"oneOf": alternatives} if len(alternatives) > 1 else dict(alternatives[0])
     )
-    experiment = serializers.CharField(
-        required=False, allow_null=True, help_text="With variant: an experiment of the model."
+    if any(value.kind == "null" for value in kind.values):
+        values["nullable"] = True
+    description = (
+        f"{field.description} Flat; at most {_limit(kind.max_keys)} keys, each a name of "
+        f"at most {_limit('string_length')} characters without control characters."
     )
-    variant = serializers.CharField(
-        required=False,
-        allow_null=True,
-        help_text="With experiment: one of its variants; model_version must be its version, "
-        "and subject is then required.",
-    )
-    attributes = AttributesField(required=False, allow_null=True)
-    features = FeaturesField(required=False, allow_null=True)
-    output = OutputSerializer(required=False, allow_null=True)
-    error = serializers.CharField(
-        required=False, allow_null=True, help_text="The model failed (counted in the error rate)."
-    )
-    explanation = ExplanationField(required=False, allow_null=True)
-    latency_ms = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    schema = {"type": "object", "additionalProperties": values, "description": description}
+    named = type(f"{field.name.title()}Field", (serializers.DictField,), {})
+    return extend_schema_field(schema)(named)
 
 
-class PredictionBatchSerializer(serializers.Serializer[Any]):
-    events = PredictionInSerializer(
+def _serializer_field(field: Field) -> serializers.Field[Any, Any, Any, Any]:
+    optional: dict[str, Any] = {} if field.required else {"required": False, "allow_null": True}
+    kind = field.type
+    if isinstance(kind, Object):
+        nested = _serializer(kind.name, kind.fields, field.description)
+        return nested(help_text=field.description, **optional)
+    if isinstance(kind, Map):
+        return _map_field(field, kind)(**optional)
+    text = field.description
+    if kind.kind == "uuid":
+        return serializers.UUIDField(help_text=text, **optional)
+    if kind.kind == "time":
+        return serializers.DateTimeField(help_text=f"{text} {_TIME}", **optional)
+    if kind.kind == "number":
+        assert kind.bound is not None  # noqa: S101 - every declared number is bounded
+        bound = kind.bound
+        return serializers.FloatField(
+            min_value=bound.minimum,
+            max_value=bound.maximum,
+            help_text=f"{text} A finite number {bound.text}.",
+            **optional,
+        )
+    if kind.kind == "name":
+        return serializers.CharField(min_length=1, help_text=f"{text} {_NAME}", **optional)
+    return serializers.CharField(allow_blank=True, help_text=f"{text} {_TEXT}", **optional)
+
+
+@functools.cache
+def _serializer(
+    name: str, fields: tuple[Field, ...], description: str
+) -> type[serializers.Serializer[Any]]:
+    """A serializer class of the declared fields, named `name` (its schema component).
+
+    Built once per name, so a nested object is one component wherever it appears.
+    """
+    declared: dict[str, Any] = {field.name: _serializer_field(field) for field in fields}
+    return type(
+        f"{name}Serializer", (serializers.Serializer,), {**declared, "__doc__": description}
+    )
+
+
+def _request(shape: Shape) -> type[serializers.Serializer[Any]]:
+    return _serializer(f"{shape.kind.title()}In", shape.fields, shape.description)
+
+
+def _stored(shape: Shape, request: type[serializers.Serializer[Any]]) -> Any:
+    received_at = serializers.DateTimeField(help_text="When Kaizen stored it.")
+    return type(
+        f"{shape.kind.title()}Serializer",
+        (request,),
+        {"received_at": received_at, "__doc__": f"A stored {shape.kind} (absent fields null)."},
+    )
+
+
+def _batch(shape: Shape, single: type[serializers.Serializer[Any]]) -> Any:
+    events = single(
         many=True, help_text="1-1000 events (KAIZEN_MAX_BATCH_EVENTS; more → 413); atomic."
     )
-
-
-class FeedbackInSerializer(serializers.Serializer[Any]):
-    """One feedback event: exactly one of `value` or `label`."""
-
-    id = serializers.UUIDField(help_text="The client's id (any UUID version); idempotency key.")
-    prediction_id = serializers.UUIDField(help_text="The prediction; it may arrive later.")
-    metric = serializers.CharField(help_text="A name: click, conversion, revenue, label…")
-    occurred_at = serializers.DateTimeField(help_text=_TIME)
-    value = serializers.FloatField(required=False, allow_null=True)
-    label = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.label
-        required=False, allow_null=True, help_text="The true label (accuracy, precision…)."
+    return type(
+        f"{shape.kind.title()}BatchSerializer",
+        (serializers.Serializer,),
+        {"events": events, "__doc__": "A batch: stored whole or not at all."},
     )
 
 
-class FeedbackBatchSerializer(serializers.Serializer[Any]):
-    events = FeedbackInSerializer(
-        many=True, help_text="1-1000 events (KAIZEN_MAX_BATCH_EVENTS; more → 413); atomic."
-    )
-
-
+PredictionInSerializer = _request(PREDICTION)
+FeedbackInSerializer = _request(FEEDBACK)
 PredictionPostSerializer = PolymorphicProxySerializer(
     component_name="PredictionPost",
-    serializers=[PredictionInSerializer, PredictionBatchSerializer],
+    serializers=[PredictionInSerializer, _batch(PREDICTION, PredictionInSerializer)],
     resource_type_field_name=None,
 )
 FeedbackPostSerializer = PolymorphicProxySerializer(
     component_name="FeedbackPost",
-    serializers=[FeedbackInSerializer, FeedbackBatchSerializer],
+    serializers=[FeedbackInSerializer, _batch(FEEDBACK, FeedbackInSerializer)],
     resource_type_field_name=None,
 )
+PredictionSerializer = _stored(PREDICTION, PredictionInSerializer)
+FeedbackSerializer = _stored(FEEDBACK, FeedbackInSerializer)
 
 
 class IngestResultSerializer(serializers.Serializer[Any]):
@@ -134,54 +157,39 @@ class IngestResultSerializer(serializers.Serializer[Any]):
     duplicates = serializers.IntegerField(help_text="Events already stored with equal content.")
 
 
-class PredictionSerializer(PredictionInSerializer):
-    """A stored prediction (absent optional fields are null)."""
-
-    received_at = serializers.DateTimeField()
+# --- answers ----------------------------------------------------------------------------------
 
 
-class FeedbackSerializer(FeedbackInSerializer):
-    received_at = serializers.DateTimeField()
+def _answer(row: Any, fields: tuple[Field, ...]) -> dict[str, Any]:
+    """The declared fields of a stored row as JSON values; an object whose columns are all
+    NULL is null (a prediction with an error has no output)."""
+    answer: dict[str, Any] = {}
+    for field in fields:
+        kind = field.type
+        if isinstance(kind, Object):
+            inner = {
+                key: value for key, value in _answer(row, kind.fields).items() if value is not None
+            }
+            answer[field.name] = inner or None
+            continue
+        value = attrgetter(field.answer_from or str(field.column_name))(row)
+        if value is not None and isinstance(kind, Scalar) and kind.kind in {"uuid", "time"}:
+            value = value.isoformat() if kind.kind == "time" else str(value)
+        elif isinstance(kind, Scalar) and kind.kind == "number":
+            # NaN and ±Infinity are only in rows written around the API: shown as null.
+            value = finite_or_none(value)
+        answer[field.name] = value
+    return answer
 
 
 def prediction_as_dict(prediction: Prediction) -> dict[str, Any]:
     """A stored prediction as GET /api/v1/predictions/{id} and the event feed show it."""
-    output: dict[str, Any] | None = None
-    if prediction.error is None:
-        output = {}
-        if prediction.output_label is not None:
-            output["label"] = prediction.output_label
-        if prediction.output_score is not None:
-            output["score"] = finite_or_none(prediction.output_score)
-        if prediction.output_value is not None:
-            output["value"] = finite_or_none(prediction.output_value)
-    version = prediction.model_version
     return {
-        "id": str(prediction.id),
-        "model": version.model.name,
-        "model_version": version.version,
-        "occurred_at": prediction.occurred_at.isoformat(),
-        "subject": prediction.subject,
-        "experiment": prediction.experiment,
-        "variant": prediction.variant,
-        "attributes": prediction.attributes,
-        "features": prediction.features,
-        "output": output,
-        "error": prediction.error,
-        "explanation": prediction.explanation,
-        "latency_ms": finite_or_none(prediction.latency_ms),
+        **_answer(prediction, PREDICTION.fields),
         "received_at": prediction.received_at.isoformat(),
     }
 
 
 def feedback_as_dict(feedback: Feedback) -> dict[str, Any]:
     """A stored feedback event as GET /api/v1/feedback/{id} and the event feed show it."""
-    return {
-        "id": str(feedback.id),
-        "prediction_id": str(feedback.prediction_id),
-        "metric": feedback.metric,
-        "occurred_at": feedback.occurred_at.isoformat(),
-        "value": finite_or_none(feedback.value),
-        "label": feedback.label,
-        "received_at": feedback.received_at.isoformat(),
-    }
+    return {**_answer(feedback, FEEDBACK.fields), "received_at": feedback.received_at.isoformat()}

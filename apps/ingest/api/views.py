@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.permissions import actor_of
 from apps.core.schema import error_responses
 from apps.ingest import selectors, services
-from apps.ingest.api import serializers as shapes
+from apps.ingest.api import serializers
 
 TAGS = ["ingestion"]
 _ERROR_TEXT = {
@@ -63,9 +63,9 @@ class PredictionCollectionView(APIView):
         tags=TAGS,
         operation_id="predictions_create",
         summary="Post one prediction or a batch {events: [...]} (idempotent by id)",
-        request=shapes.PredictionPostSerializer,
+        request=serializers.PredictionPostSerializer,
         responses={
-            201: shapes.IngestResultSerializer,
+            201: serializers.IngestResultSerializer,
             **_errors(400, 401, 403, 409, 413, 415, 429),
         },
     )
@@ -80,10 +80,10 @@ class PredictionDetailView(APIView):
         tags=TAGS,
         operation_id="predictions_retrieve",
         summary="One stored prediction",
-        responses={200: shapes.PredictionSerializer, **_errors(401, 403, 404, 429)},
+        responses={200: serializers.PredictionSerializer, **_errors(401, 403, 404, 429)},
     )
     def get(self, request: Request, id: str) -> Response:
-        return Response(shapes.prediction_as_dict(selectors.prediction_get(id=id)))
+        return Response(serializers.prediction_as_dict(selectors.prediction_get(id=id)))
 
 
 class FeedbackCollectionView(APIView):
@@ -93,9 +93,9 @@ class FeedbackCollectionView(APIView):
         tags=TAGS,
         operation_id="feedback_create",
         summary="Post one feedback event or a batch {events: [...]} (idempotent by id)",
-        request=shapes.FeedbackPostSerializer,
+        request=serializers.FeedbackPostSerializer,
         responses={
-            201: shapes.IngestResultSerializer,
+            201: serializers.IngestResultSerializer,
             **_errors(400, 401, 403, 409, 413, 415, 429),
         },
     )
@@ -110,7 +110,7 @@ class FeedbackDetailView(APIView):
         tags=TAGS,
         operation_id="feedback_retrieve",
         summary="One stored feedback event",
-        responses={200: shapes.FeedbackSerializer, **_errors(401, 403, 404, 429)},
+        responses={200: serializers.FeedbackSerializer, **_errors(401, 403, 404, 429)},
     )
     def get(self, request: Request, id: str) -> Response:
-        return Response(shapes.feedback_as_dict(selectors.feedback_get(id=id)))
+        return Response(serializers.feedback_as_dict(selectors.feedback_get(id=id)))

@@ -10,7 +10,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.core.bounds import VALUE
 from apps.monitoring.models import Action, Comparator, JobStatus
+from apps.monitoring.validation import MIN_SAMPLES
 
 # --- rules ------------------------------------------------------------------------------------
 
@@ -25,19 +27,21 @@ class RuleInputSerializer(serializers.Serializer[Any]):
         child=serializers.JSONField(),
         required=False,
         allow_null=True,
-        help_text='One of the model\'s segment_attributes and a value, e.g. {"country": "DE"}.',
+        help_text='One of the model\'s segment_attributes and a value, e.g. {"country": "DE"}; '
+        f"a number as the value {VALUE.text}.",
     )
     window = serializers.CharField(
-        required=False, help_text="Whole hours, at least 1h. Default 1h."
+        required=False, help_text="<n>h|d: whole hours, from 1h to 30d. Default 1h."
     )
     comparator = serializers.ChoiceField(choices=Comparator.choices)
-    threshold = serializers.FloatField()
-    min_samples = serializers.IntegerField(
+    threshold = VALUE.serializer_field("Compared with the metric.")
+    min_samples = MIN_SAMPLES.serializer_field(
+        "Labeled predictions for label metrics, predictions otherwise. Default 100.",
         required=False,
-        min_value=1,
-        help_text="Labeled predictions for label metrics, predictions otherwise. Default 100.",
     )
-    cooldown = serializers.CharField(required=False, help_text="<n>m|h|d, at least 1m. Default 1h.")
+    cooldown = serializers.CharField(
+        required=False, help_text="<n>m|h|d, from 1m to 365d. Default 1h."
+    )
     action = serializers.ChoiceField(choices=Action.choices, required=False)
     enabled = serializers.BooleanField(required=False)
     webhook_url = serializers.URLField(
@@ -53,7 +57,7 @@ class RulePatchSerializer(RuleInputSerializer):
     model = serializers.CharField(required=False, help_text="Immutable: only the stored model.")
     metric = serializers.CharField(required=False)
     comparator = serializers.ChoiceField(choices=Comparator.choices, required=False)
-    threshold = serializers.FloatField(required=False)
+    threshold = VALUE.serializer_field("Compared with the metric.", required=False)
     rotate_webhook_secret = serializers.BooleanField(
         required=False, help_text="Make a new signing secret (answered once)."
     )
@@ -195,8 +199,12 @@ class JobCompleteSerializer(serializers.Serializer[Any]):
 
     version = serializers.CharField(max_length=100)
     hyperparameters = serializers.DictField(required=False)
-    metrics = serializers.DictField(child=serializers.FloatField(), required=False)
-    features = serializers.ListField(child=serializers.DictField(), required=False)
+    metrics = serializers.DictField(child=VALUE.serializer_field(), required=False)
+    features = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text=f"{{name, importance?}}; an importance {VALUE.text}.",
+    )
     dataset_versions = serializers.ListField(child=serializers.DictField(), required=False)
     artifact_uri = serializers.CharField(required=False, allow_null=True)
     artifact_sha256 = serializers.CharField(required=False, allow_null=True)

@@ -15,12 +15,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from apps.core.bounds import INT64, SHARE, VALUE
 from apps.core.errors import ValidationFailed
 from apps.registry.models import NAME_PATTERN, Alias, MLModel, ModelVersion, Task
 from apps.registry.selectors import AliasMove
 from apps.registry.validation import MAX_DATASET_VERSIONS, Problems
 
 _UNKNOWN_FIELD_ECHO = 200
+_JSON_NUMBERS = (
+    f"Numbers: an integer (no fraction or exponent) {INT64.text}, any other number {VALUE.text}."
+)
 
 # --- requests ---------------------------------------------------------------------------------
 
@@ -44,9 +48,7 @@ class MLModelCreateSerializer(serializers.Serializer[Any]):
         max_length=1024,
         help_text="Required for binary_classification: the label counted as positive.",
     )
-    decision_threshold = serializers.FloatField(
-        required=False, allow_null=True, min_value=0, max_value=1, help_text="Default 0.5."
-    )
+    decision_threshold = SHARE.serializer_field("Default 0.5.", required=False, allow_null=True)
     segment_attributes = serializers.ListField(
         child=serializers.CharField(max_length=100),
         required=False,
@@ -59,7 +61,7 @@ class MLModelCreateSerializer(serializers.Serializer[Any]):
 class MLModelUpdateSerializer(serializers.Serializer[Any]):
     description = serializers.CharField(required=False, allow_blank=True, max_length=1024)
     positive_label = serializers.CharField(required=False, max_length=1024)
-    decision_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+    decision_threshold = SHARE.serializer_field(required=False)
     segment_attributes = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, max_length=50
     )
@@ -72,7 +74,7 @@ class MLModelUpdateSerializer(serializers.Serializer[Any]):
 
 class ModelVersionFeatureSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=1024)
-    importance = serializers.FloatField(required=False, allow_null=True)
+    importance = VALUE.serializer_field(required=False, allow_null=True)
 
 
 class ModelVersionDatasetSerializer(serializers.Serializer[Any]):
@@ -86,13 +88,14 @@ class ModelVersionRegisterSerializer(serializers.Serializer[Any]):
         child=serializers.JSONField(),
         required=False,
         allow_null=True,
-        help_text="Values: string, number, boolean, null, a list of those, or one nested object.",
+        help_text="Values: string, number, boolean, null, a list of those, or one nested "
+        f"object. {_JSON_NUMBERS}",
     )
     metrics = serializers.DictField(
-        child=serializers.FloatField(),
+        child=VALUE.serializer_field(),
         required=False,
         allow_null=True,
-        help_text="Metric name → finite number.",
+        help_text="Metric name → number.",
     )
     features = ModelVersionFeatureSerializer(
         many=True, required=False, allow_null=True, help_text="At most 500, unique names."
@@ -109,7 +112,7 @@ class ModelVersionRegisterSerializer(serializers.Serializer[Any]):
         child=serializers.JSONField(),
         required=False,
         allow_null=True,
-        help_text="Tag → string, number, boolean or null.",
+        help_text=f"Tag → string, number, boolean or null. {_JSON_NUMBERS}",
     )
 
 

@@ -269,23 +269,11 @@ class AlertAcknowledgementAdmin(ReadOnlyEventAdmin[AlertAcknowledgement]):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin[WebhookDelivery]):
+class WebhookDeliveryAdmin(ReadOnlyAdmin[WebhookDelivery]):
     list_display = ("attempted_at", "rule", "alert", "attempt", "outcome", "status_code", "error")
     list_filter = ("outcome",)
     list_select_related = ("rule", "alert")
     ordering = ("-attempted_at", "-id")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- retraining jobs ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import ApplicationError
 from apps.events.admin import ReadOnlyEventAdmin
 from apps.registry import selectors, services
@@ -296,25 +297,13 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
 
 
 @admin.register(Alias)
-class AliasAdmin(admin.ModelAdmin[Alias]):
+class AliasAdmin(ReadOnlyAdmin[Alias]):
     actions = ["roll_back"]
     list_display = ("model", "name", "version", "previous_version", "updated_by", "updated_at")
     list_filter = ("model", "name")
     list_select_related = ("model", "version", "previous_version")
     search_fields = ("model__name", "name")
     ordering = ("model__name", "name")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Alias | None = None) -> Any:
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_alias_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("registry.change_alias")

@@ -28,9 +28,9 @@ from apps.analytics.models import (
     PerformanceSegment,
     PredictionOutcome,
 )
+from apps.analytics.performance_metrics import RELATIVE_ERROR
 from apps.analytics.projections import runner
 from apps.analytics.projections.performance import (
-    RELATIVE_ERROR,
     TOP_VALUES,
     PerformanceProjection,
     performance_projection,

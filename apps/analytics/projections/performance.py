@@ -23,10 +23,8 @@ prediction keeps its contribution in PredictionOutcome, so feedback folded later
 first label, or a relabel — retracts the old contribution and adds the new (set-based).
 Feedback folded before its prediction is found when the prediction is folded.
 
-Latency sketch. Bins are log-spaced with ratio GAMMA = (1 + α)/(1 − α), α = RELATIVE_ERROR:
-a latency x > 0 falls in bin floor(ln x / ln GAMMA) and is represented by
-2·GAMMA^(bin+1)/(GAMMA + 1), within α of any value of the bin (DDSketch); x = 0 has its
-own bin, represented by 0. Bin counts add, so sketches merge exactly across cells.
+Latency sketch: per cell, predictions counted per log-spaced bin (bins and their values in
+apps.analytics.performance_metrics); bin counts add, so sketches merge exactly.
 
 Bounds. A prediction carrying a number out of API.md's bounds (latency, score or value: a
 row stored before the bounds were enforced, or written around the API) is left out of every
@@ -51,12 +49,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
+from apps.analytics.performance_metrics import GAMMA, ZERO_BIN
 from apps.analytics.projections import base
 from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window, table
 from apps.ingest import selectors as ingest_selectors
@@ -66,17 +64,6 @@ logger = logging.getLogger(__name__)
 
 # Values of one attribute that get their own cell (per model), in log order.
 TOP_VALUES = 100
-RELATIVE_ERROR = 0.01
-GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-ZERO_BIN = -(2**31)
-
-
-def bin_value(index: int) -> float:
-    """The latency a sketch bin stands for (within RELATIVE_ERROR of all it holds)."""
-    if index == ZERO_BIN:
-        return 0.0
-    return 2 * math.exp((index + 1) * math.log(GAMMA)) / (GAMMA + 1)
-
 
 _TEMPORARY = ("perf_touched", "perf_keys", "perf_segments", "perf_truth", "perf_outcomes")
 

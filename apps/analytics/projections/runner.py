@@ -145,6 +145,12 @@ def _restart(cursor: CursorWrapper, projection: Projection, built: int) -> None:
         "projection.rebuilding",
         extra={"projection": projection.name, "from_version": built, "to": projection.version},
     )
+    _start_over(cursor, projection)
+
+
+def _start_over(cursor: CursorWrapper, projection: Projection) -> None:
+    """Empty the aggregates, forget failed units, move the watermark to the log's start
+    under the current code version (the caller holds the projection's row)."""
     projection.reset(cursor)
     cursor.execute("DELETE FROM analytics_unitfailure WHERE projection = %s", [projection.name])
     cursor.execute(
@@ -298,10 +304,4 @@ def reset(projection: Projection) -> None:
             "SELECT 1 FROM analytics_projectionstate WHERE name = %s FOR UPDATE",
             [projection.name],
         )
-        projection.reset(cursor)
-        cursor.execute("DELETE FROM analytics_unitfailure WHERE projection = %s", [projection.name])
-        cursor.execute(
-            "UPDATE analytics_projectionstate SET xid = 0, seq = 0, events_folded = 0, "
-            "excluded_events = 0, version = %s, updated_at = NULL WHERE name = %s",
-            [projection.version, projection.name],
-        )
+        _start_over(cursor, projection)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,6 +12,15 @@ from rest_framework.test import APIClient
 from apps.accounts import services as account_services
 
 ClientFactory = Callable[..., APIClient]
+
+
+def _not_json(constant: str) -> Any:
+    raise AssertionError(f"the answer holds {constant}, which is not JSON")
+
+
+def strict_json(content: bytes) -> Any:
+    """An answer's body as JSON, failing on NaN and ±Infinity (Python's json reads them)."""
+    return json.loads(content, parse_constant=_not_json)
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,13 @@ from apps.experiments.models import (
     Variant,
 )
 
+# Relations other apps may read exposures and experiment facts through, in SQL
+# (projections): views this app owns (migration 0008). The exposure log has each row's
+# (xid, seq) position and received_at; the facts are current rows.
+EXPOSURE_LOG = "experiments_exposure_log"
+EXPERIMENT_FACTS = "experiments_experiment_facts"  # id, key, breakdown_attributes
+METRIC_FACTS = "experiments_metric_facts"  # experiment_id, key, type
+
 
 @dataclass(frozen=True)
 class TaggedVariant:

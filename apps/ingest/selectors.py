@@ -13,6 +13,12 @@ from apps.ingest.models import Feedback, Prediction
 from apps.ingest.shapes import FEEDBACK, PREDICTION
 from apps.registry import selectors as registry_selectors
 
+# Relations other apps may read the ingestion log through, in SQL (projections): views this
+# app owns (migration 0002), so the tables' own layout stays this app's business. Each has
+# the event's (xid, seq) position and received_at, and the columns listed in the view.
+PREDICTION_LOG = "ingest_prediction_log"
+FEEDBACK_LOG = "ingest_feedback_log"
+
 # (model, version) → ModelVersion id. Versions are immutable and never deleted, so an entry
 # never goes stale; only pairs not seen yet reach the database (unknown pairs every time).
 _version_ids: dict[tuple[str, str], int] = {}

@@ -16,6 +16,13 @@ from apps.core.errors import NotFound
 from apps.registry.models import Alias, MLModel, ModelVersion, RegistryEvent, RegistryEventType
 from apps.registry.validation import is_name
 
+# Relations other apps may read model facts through, in SQL (projections): views this app
+# owns (migration 0002). Version facts: a version's id with its model's id, task,
+# positive_label, decision_threshold and segment_attributes. The model change log: the
+# `model_updated` events (model_id) with their (xid, seq) position and received_at.
+VERSION_FACTS = "registry_version_facts"
+MODEL_CHANGE_LOG = "registry_model_change_log"
+
 # The moves of each alias that a model's page shows (newest first); older ones stay in the log.
 ALIAS_HISTORY_LIMIT = 100
 

@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
 from apps.analytics.projections import runner
-from apps.analytics.projections.base import Projection, Window, table
+from apps.analytics.projections.base import Projection, Window
 from apps.analytics.projections.experiments import experiment_projection
 from apps.analytics.projections.performance import performance_projection
 from apps.events.selectors import Position
@@ -183,10 +183,10 @@ def rows_processed(plan: dict[str, Any]) -> float:
 def last_position() -> Position:
     with connection.cursor() as cursor:
         branches = " UNION ALL ".join(
-            f"SELECT xid, seq FROM {table(label)}"  # noqa: S608 - tables of the model registry
-            for label in ("ingest.Prediction", "ingest.Feedback", "experiments.Exposure")
+            f"SELECT xid, seq FROM {name}"  # noqa: S608 - table names of this test
+            for name in ("ingest_prediction", "ingest_feedback", "experiments_exposure")
         )
-        last = f"SELECT xid, seq FROM ({branches}) AS log ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608 - tables of the model registry
+        last = f"SELECT xid, seq FROM ({branches}) AS log ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608 - table names of this test
         cursor.execute(last)
         row = cursor.fetchone()
     return Position(int(row[0]), int(row[1]))

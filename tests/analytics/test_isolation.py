@@ -25,16 +25,15 @@ from apps.analytics.projections import base, health, runner
 from apps.analytics.projections.base import FoldOutcome, Window
 from apps.analytics.projections.experiments import ExperimentProjection, experiment_projection
 from apps.analytics.projections.performance import PerformanceProjection, performance_projection
+from apps.ingest import selectors as ingest_selectors
 from apps.registry.models import MLModel, ModelVersion
+from tests.conftest import strict_json
 
 from . import test_performance as perf
 from .conftest import World, populate
 from .test_projection_deltas import assert_matches_raw_values, tables
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-NOT_JSON = (b"NaN", b"Infinity")
-
 
 # --- rows written around the API ---------------------------------------------------------------
 
@@ -87,8 +86,7 @@ def store_feedback(prediction_id: str, metric: str, value: float) -> None:
 
 def assert_json(response: Any) -> Any:
     assert response.status_code == 200, response.content[:500]
-    assert not any(token in response.content for token in NOT_JSON), response.content[:500]
-    return response.json()
+    return strict_json(response.content)
 
 
 def run(client: Any) -> dict[str, Any]:
@@ -160,7 +158,7 @@ class Broken:
     """A projection whose folds fail (division by zero) while `failing` is set."""
 
     name = "broken"
-    sources: tuple[str, ...] = ("ingest.Prediction",)
+    sources: tuple[str, ...] = (ingest_selectors.PREDICTION_LOG,)
     version = 1
 
     def __init__(self) -> None:
@@ -417,7 +415,7 @@ class Slow:
     """A projection whose fold of more than `limit` events sleeps past any budget."""
 
     name = "slow"
-    sources: tuple[str, ...] = ("ingest.Prediction",)
+    sources: tuple[str, ...] = (ingest_selectors.PREDICTION_LOG,)
     version = 1
     limit = 1_500
 

@@ -34,7 +34,6 @@ from apps.accounts import throttling
 from apps.analytics import services, tasks
 from apps.analytics.models import ProjectionState
 from apps.analytics.projections import runner
-from apps.analytics.projections.base import table
 from apps.analytics.projections.experiments import experiment_projection
 from config.celery import app as celery_app
 
@@ -150,9 +149,9 @@ def source_events(upto: tuple[int, int] | None = None) -> int:
     """Rows in the projection's event tables (at or before `upto`, when given)."""
     total = 0
     with connection.cursor() as cursor:
-        for label in experiment_projection.sources:
+        for source in experiment_projection.sources:
             where = "WHERE (xid, seq) <= (%s, %s)" if upto else ""
-            cursor.execute(f"SELECT count(*) FROM {table(label)} {where}", upto or [])  # noqa: S608 - registry table
+            cursor.execute(f"SELECT count(*) FROM {source} {where}", upto or [])  # noqa: S608 - relation names
             total += int(cursor.fetchone()[0])
     return total
 
@@ -193,7 +192,7 @@ def projection_tables() -> dict[str, list[tuple[Any, ...]]]:
 
 def subject_values_at(upto: tuple[int, int]) -> list[tuple[Any, ...]]:
     """Per-subject sums computed straight from the log, over pairs at or before `upto`."""
-    feedback, prediction = table("ingest.Feedback"), table("ingest.Prediction")
+    feedback, prediction = "ingest_feedback", "ingest_prediction"
     query = (
         "SELECT p.experiment, f.metric, p.subject, sum(f.value::numeric) "  # noqa: S608 - registry tables
         f"FROM {feedback} f JOIN {prediction} p ON p.id = f.prediction_id "

@@ -22,7 +22,6 @@ from typing import Protocol
 
 import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
-from django.apps import apps
 from django.db import transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
@@ -79,14 +78,10 @@ def at_or_before(alias: str, bound: str) -> str:
     return f"({alias}.xid, {alias}.seq) <= (%({bound}_xid)s, %({bound}_seq)s)"
 
 
-def table(label: str) -> str:
-    """The database table of an event model, by app label ("ingest.Prediction")."""
-    return str(apps.get_model(label)._meta.db_table)
-
-
 class Projection(Protocol):
     name: str
-    # Event models whose rows move the watermark, as "app_label.Model".
+    # Relations (views their apps own) whose rows move the watermark: each has the log's
+    # (xid, seq) position and received_at.
     sources: tuple[str, ...]
     # Bumped when the projection's code folds differently: the aggregates are rebuilt.
     version: int

@@ -45,7 +45,8 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 
 from apps.analytics.projections import base
-from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window, table
+from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window
+from apps.experiments import selectors as experiment_selectors
 from apps.ingest import selectors as ingest_selectors
 
 _TEMPORARY = (
@@ -279,17 +280,21 @@ def _configuration(attributes: list[str] | None, metrics: list[str]) -> str:
 
 class ExperimentProjection:
     name = "experiments"
-    sources: tuple[str, ...] = ("ingest.Prediction", "ingest.Feedback", "experiments.Exposure")
+    sources: tuple[str, ...] = (
+        ingest_selectors.PREDICTION_LOG,
+        ingest_selectors.FEEDBACK_LOG,
+        experiment_selectors.EXPOSURE_LOG,
+    )
     # 2: out-of-bounds feedback left out and counted; plans by index lookups.
     version = 2
 
     def _sql(self, template: str) -> str:
         return template.format(
-            feedback=table("ingest.Feedback"),
-            prediction=table("ingest.Prediction"),
-            exposure=table("experiments.Exposure"),
-            experiment=table("experiments.Experiment"),
-            metric=table("experiments.ExperimentMetric"),
+            feedback=ingest_selectors.FEEDBACK_LOG,
+            prediction=ingest_selectors.PREDICTION_LOG,
+            exposure=experiment_selectors.EXPOSURE_LOG,
+            experiment=experiment_selectors.EXPERIMENT_FACTS,
+            metric=experiment_selectors.METRIC_FACTS,
             feedback_in_bounds=ingest_selectors.feedback_in_bounds_sql("f"),
             feedback_in_window=in_window("f"),
             prediction_in_window=in_window("p"),

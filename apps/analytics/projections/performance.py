@@ -56,7 +56,7 @@ from django.db.backends.utils import CursorWrapper
 
 from apps.analytics.performance_metrics import GAMMA, ZERO_BIN
 from apps.analytics.projections import base
-from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window, table
+from apps.analytics.projections.base import FoldOutcome, Window, at_or_before, in_window
 from apps.ingest import selectors as ingest_selectors
 from apps.registry import selectors as registry_selectors
 
@@ -87,8 +87,8 @@ WHERE v.model_id = %(model_id)s AND {prediction_upto}
 
 _TOUCHED = """
 CREATE TEMPORARY TABLE perf_touched ON COMMIT DROP AS
-SELECT p.id, p.xid, p.seq, p.model_version_id, v.model_id, m.task, m.positive_label,
-       m.decision_threshold, m.segment_attributes,
+SELECT p.id, p.xid, p.seq, p.model_version_id, v.model_id, v.task, v.positive_label,
+       v.decision_threshold, v.segment_attributes,
        date_trunc('hour', p.occurred_at, 'UTC') AS bucket,
        p.attributes, p.output_label, p.output_score, p.output_value, p.latency_ms,
        p.error IS NOT NULL AS failed, {prediction_in_bounds} AS in_bounds,
@@ -101,7 +101,6 @@ CROSS JOIN LATERAL (
     SELECT * FROM {prediction} p WHERE p.id = ids.id LIMIT 1
 ) AS p
 JOIN {version} v ON v.id = p.model_version_id
-JOIN {model} m ON m.id = v.model_id
 LEFT JOIN LATERAL (
     SELECT * FROM analytics_predictionoutcome s WHERE s.prediction_id = p.id LIMIT 1
 ) AS s ON true
@@ -335,8 +334,8 @@ SET count = c.count + EXCLUDED.count
 """
 
 _UPDATED_MODELS = """
-SELECT DISTINCT r.model_id FROM {registry_event} r
-WHERE {registry_in_window} AND r.type = 'model_updated'
+SELECT DISTINCT r.model_id FROM {model_changes} r
+WHERE {registry_in_window}
 ORDER BY r.model_id
 """
 
@@ -365,17 +364,20 @@ SELECT (SELECT count(*) FROM {prediction} p WHERE {prediction_in_window}
 
 class PerformanceProjection:
     name = "performance"
-    sources: tuple[str, ...] = ("ingest.Prediction", "ingest.Feedback", "registry.RegistryEvent")
+    sources: tuple[str, ...] = (
+        ingest_selectors.PREDICTION_LOG,
+        ingest_selectors.FEEDBACK_LOG,
+        registry_selectors.MODEL_CHANGE_LOG,
+    )
     # 2: out-of-bounds predictions left out and counted; plans by index lookups.
     version = 2
 
     def _sql(self, template: str, **extra: str) -> str:
         return template.format(
-            prediction=table("ingest.Prediction"),
-            feedback=table("ingest.Feedback"),
-            registry_event=table("registry.RegistryEvent"),
-            version=table("registry.ModelVersion"),
-            model=table("registry.MLModel"),
+            prediction=ingest_selectors.PREDICTION_LOG,
+            feedback=ingest_selectors.FEEDBACK_LOG,
+            model_changes=registry_selectors.MODEL_CHANGE_LOG,
+            version=registry_selectors.VERSION_FACTS,
             prediction_in_bounds=ingest_selectors.prediction_in_bounds_sql("p"),
             feedback_in_bounds=ingest_selectors.feedback_in_bounds_sql("f"),
             prediction_in_window=in_window("p"),

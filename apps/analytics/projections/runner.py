@@ -42,7 +42,6 @@ from apps.analytics.projections.base import (
     Projection,
     Window,
     is_timeout,
-    table,
 )
 from apps.events.selectors import START, Position, safe_horizon
 
@@ -118,15 +117,15 @@ def _window_end(
 ) -> tuple[Position, int] | None:
     """The position of the chunk-th event after `after` (or the last one) and the count."""
     branches = " UNION ALL ".join(
-        f"(SELECT xid, seq FROM {table(label)} "  # noqa: S608 - table names from the model registry
+        f"(SELECT xid, seq FROM {source} "  # noqa: S608 - relation names of the apps' selectors
         "WHERE (xid, seq) > (%(xid)s, %(seq)s) AND xid < %(horizon)s "
         "ORDER BY xid, seq LIMIT %(chunk)s)"
-        for label in projection.sources
+        for source in projection.sources
     )
     # The window's last position and size are found in the server: a rebuild's window holds
     # millions of positions, not worth sending over.
     cursor.execute(
-        f"WITH candidates AS MATERIALIZED (SELECT xid, seq FROM ({branches}) AS branches "  # noqa: S608 - table names from the model registry
+        f"WITH candidates AS MATERIALIZED (SELECT xid, seq FROM ({branches}) AS branches "  # noqa: S608 - relation names of the apps' selectors
         "ORDER BY xid, seq LIMIT %(chunk)s), "
         "last AS (SELECT max(xid) AS xid, count(*) AS events FROM candidates) "
         "SELECT last.xid, (SELECT max(seq) FROM candidates WHERE xid = last.xid), last.events "

@@ -14,7 +14,7 @@ from django.db import connection
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from apps.analytics.models import ProjectionHealth, ProjectionState, UnitFailure
-from apps.analytics.projections.base import projections, table
+from apps.analytics.projections.base import projections
 
 LAG_COUNT_CAP = 1_000_000
 
@@ -28,9 +28,9 @@ def _lag(state: ProjectionState | None, sources: tuple[str, ...]) -> dict[str, A
     behind = 0
     oldest: datetime | None = None
     with connection.cursor() as cursor:
-        for label in sources:
+        for source in sources:
             cursor.execute(
-                f"SELECT count(*), min(received_at) FROM (SELECT received_at FROM {table(label)} "  # noqa: S608 - table names from the model registry
+                f"SELECT count(*), min(received_at) FROM (SELECT received_at FROM {source} "  # noqa: S608 - relation names of the apps' selectors
                 "WHERE (xid, seq) > (%s, %s) LIMIT %s) AS behind",
                 [xid, seq, LAG_COUNT_CAP],
             )

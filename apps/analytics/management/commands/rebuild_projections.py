@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.analytics import services
-from apps.analytics.projections.base import projections, table
+from apps.analytics.projections.base import projections
 from apps.core.errors import NotFound
 
 
@@ -33,8 +33,8 @@ class Command(BaseCommand):
         projection = next((p for p in projections() if p.name == name), None)
         if projection is not None:
             with connection.cursor() as cursor:
-                for label in projection.sources:
-                    cursor.execute(f"SELECT count(*) FROM {table(label)}")  # noqa: S608 - registry table
+                for source in projection.sources:
+                    cursor.execute(f"SELECT count(*) FROM {source}")  # noqa: S608 - relation names of the apps' selectors
                     row = cursor.fetchone()
                     total += int(row[0]) if row else 0
         started = time.monotonic()

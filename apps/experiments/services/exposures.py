@@ -28,17 +28,26 @@ class PredictionExposure:
     prediction_id: uuid.UUID
 
 
+# Rows take their sequence numbers in arrival order (volatile functions of a select list are
+# evaluated after its ORDER BY), then go in in the order of their unique key: two batches
+# that share subjects wait for each other's keys in one order and cannot deadlock, while the
+# first exposure by arrival still has the lowest seq.
 _INSERT_FROM_PREDICTIONS = """
+WITH arrived AS MATERIALIZED (
+    SELECT t.*, nextval('kaizen_event_seq') AS seq
+    FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+                %s::text[], %s::uuid[])
+         WITH ORDINALITY AS t(occurred_at, experiment_id, subject, variant, model_version,
+                              attributes, prediction_id, position)
+    ORDER BY t.position
+)
 INSERT INTO experiments_exposure
-    (id, occurred_at, experiment_id, subject, variant, model_version, attributes, source,
+    (id, seq, occurred_at, experiment_id, subject, variant, model_version, attributes, source,
      hash_version, prediction_id)
-SELECT gen_random_uuid(), t.occurred_at, t.experiment_id, t.subject, t.variant,
-       t.model_version, t.attributes::jsonb, %s, NULL, t.prediction_id
-FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::uuid[])
-     WITH ORDINALITY AS t(occurred_at, experiment_id, subject, variant, model_version,
-                          attributes, prediction_id, position)
-ORDER BY t.position
+SELECT gen_random_uuid(), a.seq, a.occurred_at, a.experiment_id, a.subject, a.variant,
+       a.model_version, a.attributes::jsonb, %s, NULL, a.prediction_id
+FROM arrived a
+ORDER BY a.experiment_id, a.subject, a.variant
 ON CONFLICT (experiment_id, subject, variant) DO NOTHING
 """
 
@@ -68,7 +77,8 @@ def exposures_record_from_predictions(*, exposures: Sequence[PredictionExposure]
     Runs inside the caller's transaction (ingestion's), so the exposures commit with the
     predictions. A (experiment, subject, variant) already stored is skipped; a subject's
     exposure to another variant is kept as a second row. Rows take the log's sequence in
-    the order given, so the first in `exposures` is the first by arrival.
+    the order given, so the first in `exposures` is the first by arrival; they are written
+    in key order, so concurrent batches never deadlock.
     """
     if not exposures:
         return 0
@@ -76,7 +86,6 @@ def exposures_record_from_predictions(*, exposures: Sequence[PredictionExposure]
         cursor.execute(
             _INSERT_FROM_PREDICTIONS,
             [
-                ExposureSource.PREDICTION.value,
                 [item.occurred_at for item in exposures],
                 [item.experiment_id for item in exposures],
                 [item.subject for item in exposures],
@@ -84,6 +93,7 @@ def exposures_record_from_predictions(*, exposures: Sequence[PredictionExposure]
                 [item.model_version for item in exposures],
                 [orjson.dumps(item.attributes).decode() for item in exposures],
                 [item.prediction_id for item in exposures],
+                ExposureSource.PREDICTION.value,
             ],
         )
         return max(int(cursor.rowcount), 0)

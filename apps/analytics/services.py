@@ -208,5 +208,4 @@ def projection_rebuild(*, name: str, progress: runner.Progress | None = None) ->
     """Throw a projection away and fold the whole log again, in windows sized to their time."""
     projection = _named(name)
     logger.info("projection.rebuild_started", extra={"projection": name})
-    runner.reset(projection)
-    return runner.catch_up(projection, progress=progress, wait_busy=True)
+    return runner.rebuild(projection, progress=progress)

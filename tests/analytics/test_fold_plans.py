@@ -15,6 +15,7 @@ thousand. Times are printed, never asserted.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -144,7 +145,10 @@ class ExplainingCursor(CursorWrapper):
     """Runs every statement of a fold under EXPLAIN ANALYZE (which executes it) and keeps
     the plans; statements that cannot be explained (DDL, ANALYZE) run as they are."""
 
-    EXPLAINABLE = ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "CREATE TEMPORARY TABLE")
+    EXPLAINABLE = re.compile(
+        r"^(SELECT|WITH|INSERT|UPDATE|DELETE|CREATE TEMPORARY TABLE \w+ ON COMMIT DROP AS)\b",
+        re.IGNORECASE,
+    )
 
     def __init__(self, cursor: CursorWrapper) -> None:
         super().__init__(cursor.cursor, cursor.db)
@@ -152,7 +156,7 @@ class ExplainingCursor(CursorWrapper):
 
     def execute(self, sql: Any, params: Any = None) -> Any:
         text = str(sql).strip()
-        if not text.upper().startswith(self.EXPLAINABLE):
+        if not self.EXPLAINABLE.match(text):
             return super().execute(sql, params)
         super().execute(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {text}", params)
         row = self.cursor.fetchone()

@@ -25,11 +25,13 @@ Folding a window (after, upto] costs in proportion to the window, not to the exp
    since its statistics were computed, is recomputed from scratch instead: every subject
    exposed up to `upto` counts as touched, with nothing before.
 
-Plans that do not depend on the planner's statistics: every row the window needs from a
-stored table (a prediction, its feedback, a subject's exposures, a stored value) is looked
-up through an index by a LATERAL subquery on its full key, which PostgreSQL runs once per
-window row whatever it believes of the table's size; everything else joins temporary
-tables of the window, analysed as they are filled. A fold costs O(window × log(table)).
+Plans that do not depend on the planner's statistics. Rows the window needs from the log
+are reached by unique id (a prediction) or indexed reference (its feedback): every join
+method the planner may pick for those is linear. Rows whose key statistics can mislead it
+(a subject's exposures, its stored values: an experiment's key may be missing from the
+statistics) come from the window's own upsert or are looked up through their index by
+LATERAL subqueries on the full key, which run once per window row whatever the planner
+believes. Everything else joins temporary tables of the window, analysed as they are filled.
 
 Each experiment's statistics change in a savepoint of their own (base.run_unit): one that
 fails is left as it was, recorded, and recomputed from scratch once its backoff passed;
@@ -50,52 +52,55 @@ from apps.experiments import selectors as experiment_selectors
 from apps.ingest import selectors as ingest_selectors
 
 _TEMPORARY = (
-    "analytics_pairs",
     "analytics_deltas",
+    "analytics_upserted",
     "analytics_plan",
     "analytics_touched",
     "analytics_membership",
     "analytics_values",
 )
 
-# OFFSET 0 keeps each LATERAL subquery a subquery (PostgreSQL would otherwise pull it up
-# into a plain join and pick the join method from its statistics): it runs per window row,
-# through the index of its full key.
-_PAIRS = """
-CREATE TEMPORARY TABLE analytics_pairs ON COMMIT DROP AS
-SELECT p.experiment AS experiment_key, f.metric, p.subject, f.value,
-       {feedback_in_bounds} AS in_bounds
-FROM {feedback} f
-CROSS JOIN LATERAL (
-    SELECT p.experiment, p.subject FROM {prediction} p
-    WHERE p.id = f.prediction_id AND p.experiment IS NOT NULL AND {prediction_upto}
-    LIMIT 1
-) AS p
-WHERE {feedback_in_window} AND f.value IS NOT NULL
-UNION ALL
-SELECT p.experiment, f.metric, p.subject, f.value, {feedback_in_bounds}
-FROM {prediction} p
-CROSS JOIN LATERAL (
-    SELECT f.metric, f.value FROM {feedback} f
-    WHERE f.prediction_id = p.id AND f.value IS NOT NULL AND {feedback_after}
-    OFFSET 0
-) AS f
-WHERE {prediction_in_window} AND p.experiment IS NOT NULL
-"""
-
+# Window rows meet the log's rows by unique id (a prediction) or by an indexed reference
+# (its feedback): whatever the planner believes of the tables, every join method it can pick
+# for such a key is linear (an index lookup per row, or one hash of the window), so these
+# are plain joins. The second branch finds nothing when the window starts the log (a
+# rebuild's first window). Per (experiment, metric, subject): the sum of the pairs within
+# bounds (NULL: none) and the number left out.
 _DELTAS = """
 CREATE TEMPORARY TABLE analytics_deltas ON COMMIT DROP AS
-SELECT experiment_key, metric, subject, sum(value::numeric) AS delta
-FROM analytics_pairs WHERE in_bounds
+WITH pairs AS (
+    SELECT p.experiment AS experiment_key, f.metric, p.subject, f.value,
+           {feedback_in_bounds} AS in_bounds
+    FROM {feedback} f
+    JOIN {prediction} p ON p.id = f.prediction_id
+    WHERE {feedback_in_window} AND f.value IS NOT NULL
+      AND p.experiment IS NOT NULL AND {prediction_upto}
+    UNION ALL
+    SELECT p.experiment, f.metric, p.subject, f.value, {feedback_in_bounds}
+    FROM {prediction} p
+    JOIN {feedback} f ON f.prediction_id = p.id
+    WHERE {prediction_in_window} AND p.experiment IS NOT NULL
+      AND f.value IS NOT NULL AND {feedback_after} AND %(after_seq)s + %(after_xid)s > 0
+)
+SELECT experiment_key, metric, subject,
+       sum(value::numeric) FILTER (WHERE in_bounds) AS delta,
+       count(*) FILTER (WHERE NOT in_bounds) AS excluded
+FROM pairs
 GROUP BY experiment_key, metric, subject
 """
 
+# The new value of every (experiment, metric, subject) with a delta, as the upsert returns
+# it: those need no lookup below.
 _UPSERT_VALUES = """
-INSERT INTO analytics_subjectmetricvalue (experiment_key, metric, subject, value)
-SELECT experiment_key, metric, subject, delta FROM analytics_deltas
-ORDER BY experiment_key, metric, subject
-ON CONFLICT (experiment_key, metric, subject)
-DO UPDATE SET value = analytics_subjectmetricvalue.value + EXCLUDED.value
+WITH upserted AS (
+    INSERT INTO analytics_subjectmetricvalue (experiment_key, metric, subject, value)
+    SELECT experiment_key, metric, subject, delta FROM analytics_deltas
+    WHERE delta IS NOT NULL
+    ON CONFLICT (experiment_key, metric, subject)
+    DO UPDATE SET value = analytics_subjectmetricvalue.value + EXCLUDED.value
+    RETURNING experiment_key, metric, subject, value
+)
+INSERT INTO analytics_upserted SELECT * FROM upserted
 """
 
 # Out-of-bounds pairs count against their experiment whatever its state (a failed or
@@ -103,8 +108,8 @@ DO UPDATE SET value = analytics_subjectmetricvalue.value + EXCLUDED.value
 _EXCLUDED = """
 INSERT INTO analytics_experimentsummary
     (experiment_key, units, multiple_exposures, excluded_events, configuration, computed_at)
-SELECT experiment_key, '{}'::jsonb, 0, count(*), '', now()
-FROM analytics_pairs WHERE NOT in_bounds
+SELECT experiment_key, '{}'::jsonb, 0, sum(excluded), '', now()
+FROM analytics_deltas WHERE excluded > 0
 GROUP BY experiment_key
 ORDER BY experiment_key
 ON CONFLICT (experiment_key) DO UPDATE
@@ -118,7 +123,7 @@ SELECT e.id, e.key, e.breakdown_attributes,
        COALESCE(s.configuration, '')
 FROM {experiment} e
 LEFT JOIN analytics_experimentsummary s ON s.experiment_key = e.key
-WHERE e.key IN (SELECT DISTINCT experiment_key FROM analytics_deltas)
+WHERE e.key IN (SELECT DISTINCT experiment_key FROM analytics_deltas WHERE delta IS NOT NULL)
    OR e.id IN (SELECT DISTINCT experiment_id FROM {exposure} x WHERE {exposure_in_window})
    OR e.key = ANY(%(due)s)
 ORDER BY e.key
@@ -139,7 +144,8 @@ CREATE TEMPORARY TABLE analytics_touched ON COMMIT DROP AS
 SELECT DISTINCT plan.experiment_id, plan.experiment_key, touched.subject
 FROM analytics_plan plan
 JOIN LATERAL (
-    SELECT d.subject FROM analytics_deltas d WHERE d.experiment_key = plan.experiment_key
+    SELECT d.subject FROM analytics_deltas d
+    WHERE d.experiment_key = plan.experiment_key AND d.delta IS NOT NULL
     UNION ALL
     SELECT x.subject FROM {exposure} x
     WHERE x.experiment_id = plan.experiment_id AND {exposure_in_window}
@@ -174,16 +180,23 @@ WHERE plan.recomputed AND {exposure_upto}
 GROUP BY x.experiment_id, plan.experiment_key, x.subject
 """
 
-# The stored value of every (unit, metric) the groups need, by its unique key.
+# The value of every (unit, metric) the groups need: from the upsert when the window changed
+# it, else looked up by its unique key in a LATERAL subquery, run per row whatever the
+# planner believes: the table's statistics may date from when it held none of this
+# experiment's rows, and a planner that thinks so picks a join that compares every unit with
+# every stored value (a key left to a join filter).
 _VALUES = """
 CREATE TEMPORARY TABLE analytics_values ON COMMIT DROP AS
 SELECT mb.experiment_id, mb.subject, m.key AS metric, m.type,
-       COALESCE(v.value, 0) AS after_value
+       COALESCE(u.value, v.value, 0) AS after_value
 FROM analytics_membership mb
 JOIN {metric} m ON m.experiment_id = mb.experiment_id
+LEFT JOIN analytics_upserted u
+  ON u.experiment_key = mb.experiment_key AND u.metric = m.key AND u.subject = mb.subject
 LEFT JOIN LATERAL (
     SELECT v.value FROM analytics_subjectmetricvalue v
-    WHERE v.experiment_key = mb.experiment_key AND v.metric = m.key AND v.subject = mb.subject
+    WHERE u.value IS NULL
+      AND v.experiment_key = mb.experiment_key AND v.metric = m.key AND v.subject = mb.subject
     LIMIT 1
 ) AS v ON true
 WHERE mb.after_count = 1 OR mb.before_count = 1
@@ -310,14 +323,18 @@ class ExperimentProjection:
         outcome = FoldOutcome()
         for name in _TEMPORARY:
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
-        cursor.execute(self._sql(_PAIRS), params)
-        cursor.execute(_DELTAS)
+        cursor.execute(self._sql(_DELTAS), params)
         # Autovacuum never analyses temporary tables: without this the planner guesses a
         # handful of rows and may pick nested loops over hundreds of thousands.
         cursor.execute("ANALYZE analytics_deltas")
+        cursor.execute(
+            "CREATE TEMPORARY TABLE analytics_upserted (experiment_key text, metric text, "
+            "subject text, value numeric) ON COMMIT DROP"
+        )
         cursor.execute(_UPSERT_VALUES)
+        cursor.execute("ANALYZE analytics_upserted")
         cursor.execute(_EXCLUDED)
-        cursor.execute("SELECT count(*) FROM analytics_pairs WHERE NOT in_bounds")
+        cursor.execute("SELECT COALESCE(sum(excluded), 0) FROM analytics_deltas")
         row = cursor.fetchone()
         outcome.excluded = int(row[0]) if row else 0
         plan = self._plan(cursor, params)

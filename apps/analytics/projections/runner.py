@@ -290,6 +290,41 @@ def catch_up(
     return total
 
 
+# A rebuild folds the whole log: the fewer windows the cheaper (a subject's rows are rewritten
+# once per window that touches it), so its windows start at this size and are sized for half
+# the fold timeout, apart from the scheduled folds' sizing.
+REBUILD_FIRST_CHUNK = 5_000_000
+
+
+def rebuild(projection: Projection, *, progress: Progress | None = None) -> int:
+    """Throw the projection's aggregates away and fold the whole log again; events folded.
+
+    Waits for a fold in progress elsewhere; a window that times out is retried with a
+    quarter of its events."""
+    reset(projection)
+    chunk, total = REBUILD_FIRST_CHUNK, 0
+    target = health.fold_timeout_seconds() / 2
+    while True:
+        started = time.monotonic()
+        try:
+            folded = fold_next(projection, chunk=chunk)
+        except ProjectionBusy:
+            time.sleep(BUSY_POLL_SECONDS)
+            continue
+        except FoldTimedOut as timed_out:
+            if timed_out.events <= health.MIN_CHUNK:
+                raise
+            chunk = max(health.MIN_CHUNK, timed_out.events // health.GROWTH)
+            continue
+        if folded == 0:
+            return total
+        total += folded
+        if progress is not None:
+            progress(projection.name, total)
+        seconds = time.monotonic() - started
+        chunk = health.next_chunk(chunk=chunk, events=folded, seconds=seconds, target=target)
+
+
 def reset(projection: Projection) -> None:
     """Throw the projection's aggregates away and move its watermark to the log's start."""
     with transaction.atomic(), connection.cursor() as cursor:

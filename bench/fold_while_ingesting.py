@@ -136,6 +136,8 @@ class Figures:
     folded: dict[str, int]
     lag_at_end: dict[str, int]
     drain_seconds: float
+    # projection -> (windows, the longest one's seconds)
+    windows: dict[str, tuple[int, float]]
     error: str
 
     @property
@@ -165,6 +167,8 @@ class Figures:
             f"  drained in {self.drain_seconds:.1f} s after ingestion stopped: events/min "
             f"folded from the start of ingestion to the end of the drain: {rates}"
         )
+        for name, (count, longest) in sorted(self.windows.items()):
+            say(f"  {name:<12} {count} windows, the longest {longest:.1f} s")
 
 
 def say(text: str) -> None:
@@ -211,6 +215,7 @@ def measure(environment: Environment, experiment_key: str) -> Figures:
             for name in windows.names
         },
         drain_seconds=max(windows.last_at - ended, 0.0),
+        windows=windows.longest(),
         error="; ".join(outcome[3] for outcome in outcomes if outcome[3]),
     )
 
@@ -220,18 +225,21 @@ class Windows:
     new, which under steady ingestion may take the whole ingestion."""
 
     def __init__(self) -> None:
-        # (when, projection, events) per folded window
-        self.folds: list[tuple[float, str, int]] = []
+        # (when it committed, projection, events, seconds since the previous commit or the
+        # start of the run) per folded window
+        self.folds: list[tuple[float, str, int, float]] = []
         self.names: set[str] = set()
         self.last_at = 0.0
         # this run's events so far, per projection
         self._this_run: dict[str, int] = {}
+        self._mark = 0.0
 
     def run(self) -> int:
         """One aggregations_run; the events it folded."""
         from apps.analytics import services
 
         self._this_run = {}
+        self._mark = time.time()
         report = services.aggregations_run(progress=self._progress)
         self.last_at = time.time()
         self.names |= set(report["projections"])
@@ -239,12 +247,22 @@ class Windows:
 
     def _progress(self, name: str, total: int) -> None:
         # `total` counts this projection's events since the run began.
-        self.folds.append((time.time(), name, total - self._this_run.get(name, 0)))
+        now = time.time()
+        self.folds.append((now, name, total - self._this_run.get(name, 0), now - self._mark))
         self._this_run[name] = total
+        self._mark = now
 
     def folded(self, *, until: float) -> dict[str, int]:
         found = dict.fromkeys(sorted(self.names), 0)
-        for at, name, events in self.folds:
+        for at, name, events, _ in self.folds:
             if at <= until:
                 found[name] = found.get(name, 0) + events
+        return found
+
+    def longest(self) -> dict[str, tuple[int, float]]:
+        """Per projection: how many windows, and the longest one's seconds."""
+        found: dict[str, tuple[int, float]] = {}
+        for _, name, _, seconds in self.folds:
+            count, longest = found.get(name, (0, 0.0))
+            found[name] = (count + 1, max(longest, seconds))
         return found

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -318,8 +319,15 @@ def finish_clients(clients: list[tuple[Worker, Path]], start_at: float, shape: S
     figures = []
     for worker, output in clients:
         remaining = start_at + shape.seconds + 150 - time.time()
-        worker.finish(timeout=max(remaining, 1.0))
-        figures.append(json.loads(Path(f"{output}.json").read_text()))
+        try:
+            code = worker.process.wait(timeout=max(remaining, 1.0))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"a client did not finish:\n{worker.output[-3000:]}")
+        saved = Path(f"{output}.json")
+        assert saved.exists(), f"a client crashed:\n{worker.output[-3000:]}"
+        figures.append(json.loads(saved.read_text()))
+        # A client that met an answer it must not retry (400, 409…) says so and exits 2.
+        assert code == 0, figures[-1]["error"]
     return Ingestion(
         started=start_at,
         ended=max(float(f["last_answered"]) for f in figures),

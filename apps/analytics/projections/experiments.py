@@ -57,7 +57,7 @@ _TEMPORARY = (
     "analytics_plan",
     "analytics_touched",
     "analytics_membership",
-    "analytics_values",
+    "analytics_units",
 )
 
 # Window rows meet the log's rows by unique id (a prediction) or by an indexed reference
@@ -176,80 +176,90 @@ SELECT x.experiment_id, plan.experiment_key, x.subject, 0, NULL, NULL,
        count(*), min(x.variant), (array_agg(x.attributes))[1]
 FROM analytics_plan plan
 JOIN {exposure} x ON x.experiment_id = plan.experiment_id
-WHERE plan.recomputed AND {exposure_upto}
+WHERE plan.recomputed AND x.experiment_id = ANY(%(recomputed)s::bigint[]) AND {exposure_upto}
 GROUP BY x.experiment_id, plan.experiment_key, x.subject
 """
 
-# The value of every (unit, metric) the groups need: from the upsert when the window changed
-# it, else looked up by its unique key in a LATERAL subquery, run per row whatever the
-# planner believes: the table's statistics may date from when it held none of this
-# experiment's rows, and a planner that thinks so picks a join that compares every unit with
-# every stored value (a key left to a join filter).
-_VALUES = """
-CREATE TEMPORARY TABLE analytics_values ON COMMIT DROP AS
-SELECT mb.experiment_id, mb.subject, m.key AS metric, m.type,
-       COALESCE(u.value, v.value, 0) AS after_value
+# Every (unit, metric) the groups need, with its membership as of both bounds, its value as
+# of `upto` and the window's delta: the value from the upsert when the window changed it (a
+# window that starts the log finds every value there), else looked up by its unique key in a
+# LATERAL subquery, run per row whatever the planner believes: the table's statistics may
+# date from when it held none of this experiment's rows, and a planner that thinks so picks
+# a join that compares every unit with every stored value (a key left to a join filter).
+_UNITS = """
+CREATE TEMPORARY TABLE analytics_units ON COMMIT DROP AS
+SELECT mb.experiment_id, mb.before_count, mb.before_variant, mb.before_attributes,
+       mb.after_count, mb.after_variant, mb.after_attributes, m.key AS metric, m.type,
+       COALESCE(u.value, v.value, 0) AS after_value, COALESCE(d.delta, 0) AS delta
 FROM analytics_membership mb
 JOIN {metric} m ON m.experiment_id = mb.experiment_id
 LEFT JOIN analytics_upserted u
   ON u.experiment_key = mb.experiment_key AND u.metric = m.key AND u.subject = mb.subject
+LEFT JOIN analytics_deltas d
+  ON d.experiment_key = mb.experiment_key AND d.metric = m.key AND d.subject = mb.subject
 LEFT JOIN LATERAL (
     SELECT v.value FROM analytics_subjectmetricvalue v
-    WHERE u.value IS NULL
+    WHERE u.value IS NULL AND %(after_seq)s + %(after_xid)s > 0
       AND v.experiment_key = mb.experiment_key AND v.metric = m.key AND v.subject = mb.subject
     LIMIT 1
 ) AS v ON true
 WHERE mb.after_count = 1 OR mb.before_count = 1
 """
 
-# What the touched units bring to each group as of `upto` (+) minus as of `after` (−).
+# What the touched units bring to each group as of `upto` (+) minus as of `after` (−): a
+# unit's value before the window is its value less the window's delta (an experiment
+# recomputed has no unit before: its membership counts none).
 _GROUP_CHANGES = """
-WITH subjects AS (
-    SELECT mb.before_count, mb.before_variant, mb.before_attributes,
-           mb.after_count, mb.after_variant, mb.after_attributes, v.metric, v.type,
-           v.after_value, {before_value} AS before_value
-    FROM analytics_membership mb
-    JOIN analytics_values v ON v.experiment_id = mb.experiment_id AND v.subject = mb.subject
-    {deltas_join}
-    WHERE mb.experiment_id = %(experiment_id)s AND (mb.after_count = 1 OR mb.before_count = 1)
-), sides AS (
+WITH sides AS (
     SELECT 1 AS sign, after_variant AS variant, after_attributes AS attributes, metric, type,
            after_value AS value
-    FROM subjects WHERE after_count = 1
+    FROM analytics_units WHERE experiment_id = %(experiment_id)s AND after_count = 1
     UNION ALL
-    SELECT -1, before_variant, before_attributes, metric, type, before_value
-    FROM subjects WHERE before_count = 1
+    SELECT -1, before_variant, before_attributes, metric, type, after_value - delta
+    FROM analytics_units WHERE experiment_id = %(experiment_id)s AND before_count = 1
 ), xs AS (
     SELECT sign, variant, attributes, metric,
            CASE WHEN type = 'binomial' THEN CASE WHEN value > 0 THEN 1 ELSE 0 END::numeric
                 ELSE value END AS x
     FROM sides
+), cells AS (
+    SELECT metric, variant, sign{breakdown_values},
+           count(*) AS n, sum(x) AS total, sum(x * x) AS total_squares
+    FROM xs
+    GROUP BY metric, variant, sign{breakdown_keys}
 ), groups AS (
-    SELECT metric, '' AS attribute, NULL::text AS attribute_value, variant, sign, x FROM xs
-    UNION ALL
-    SELECT metric, a.attribute, xs.attributes ->> a.attribute, variant, sign, x
-    FROM xs CROSS JOIN unnest(%(attributes)s::text[]) AS a(attribute)
+    SELECT metric, '' AS attribute, NULL::text AS attribute_value, variant, sign, n, total,
+           total_squares
+    FROM cells{breakdown_groups}
 )
 INSERT INTO analytics_variantmetricstats AS s
     (experiment_key, metric, attribute, attribute_value, variant, units, total, total_squares)
 SELECT %(experiment_key)s, metric, attribute, attribute_value, variant,
-       sum(sign), sum(sign * x), sum(sign * x * x)
+       sum(sign * n), sum(sign * total), sum(sign * total_squares)
 FROM groups
 GROUP BY metric, attribute, attribute_value, variant
-HAVING sum(sign) <> 0 OR sum(sign * x) <> 0 OR sum(sign * x * x) <> 0
+HAVING sum(sign * n) <> 0 OR sum(sign * total) <> 0 OR sum(sign * total_squares) <> 0
 ON CONFLICT ON CONSTRAINT variantmetricstats_unique DO UPDATE
 SET units = s.units + EXCLUDED.units, total = s.total + EXCLUDED.total,
     total_squares = s.total_squares + EXCLUDED.total_squares
 """
 
-# An experiment folded by deltas: a unit's value before the window is its value less the
-# window's delta. One recomputed has no before.
-_BY_DELTAS = {
-    "before_value": "v.after_value - COALESCE(d.delta, 0)",
-    "deltas_join": "LEFT JOIN analytics_deltas d ON d.experiment_key = mb.experiment_key "
-    "AND d.metric = v.metric AND d.subject = mb.subject",
-}
-_RECOMPUTED = {"before_value": "NULL::numeric", "deltas_join": ""}
+
+def _group_changes(attributes: list[str]) -> str:
+    """_GROUP_CHANGES for an experiment broken down by `attributes` (parameters a0, a1…):
+    the units are summed per cell (metric, variant, side, breakdown values) first, then
+    each cell counts once overall and once per attribute."""
+    names = [f"a{number}" for number in range(len(attributes))]
+    return _GROUP_CHANGES.format(
+        breakdown_values="".join(f", attributes ->> %({name})s AS value_{name}" for name in names),
+        breakdown_keys="".join(f", value_{name}" for name in names),
+        breakdown_groups="".join(
+            f"\n    UNION ALL\n    SELECT metric, %({name})s, value_{name}, variant, sign, n, "  # noqa: S608 - names of this function; the attribute is a parameter
+            "total, total_squares FROM cells"
+            for name in names
+        ),
+    )
+
 
 # Mean and sample variance from the exact sums; the division is the only rounding.
 _DERIVE = """
@@ -343,10 +353,10 @@ class ExperimentProjection:
         cursor.execute(self._sql(_MEMBERSHIP), params)
         # Each experiment's statements below read its own rows of these two.
         cursor.execute("CREATE INDEX ON analytics_membership (experiment_id)")
-        cursor.execute("ANALYZE analytics_membership")
-        cursor.execute(self._sql(_VALUES), params)
-        cursor.execute("CREATE INDEX ON analytics_values (experiment_id, subject)")
-        cursor.execute("ANALYZE analytics_values")
+        cursor.execute("ANALYZE analytics_membership (experiment_id, experiment_key, subject)")
+        cursor.execute(self._sql(_UNITS), params)
+        cursor.execute("CREATE INDEX ON analytics_units (experiment_id)")
+        cursor.execute("ANALYZE analytics_units (experiment_id)")
         for key, recovering in plan:
             recomputed = base.run_unit(
                 cursor,
@@ -367,7 +377,8 @@ class ExperimentProjection:
     def _plan(self, cursor: CursorWrapper, params: dict[str, Any]) -> list[tuple[str, bool]]:
         """Record the experiments to fold in analytics_plan: those the window touched,
         less those failed and waiting, plus those failed and due (recomputed). Their keys,
-        each with whether it is recovering from a failure."""
+        each with whether it is recovering from a failure; the ids of those recomputed go
+        in params["recomputed"]."""
         failed = set(base.units_failed(cursor, self.name))
         due = set(base.units_due(cursor, self.name))
         cursor.execute(self._sql(_TOUCHED_EXPERIMENTS), {**params, "due": sorted(due)})
@@ -388,6 +399,11 @@ class ExperimentProjection:
             plan["configurations"].append(configuration)
             plan["recomputed"].append(configuration != stored or key in due)
         cursor.execute(_PLAN, plan)
+        params["recomputed"] = [
+            experiment_id
+            for experiment_id, recomputed in zip(plan["ids"], plan["recomputed"], strict=True)
+            if recomputed
+        ]
         return [(key, key in due) for key in plan["keys"]]
 
     def recompute(self, cursor: CursorWrapper, *, experiment_key: str) -> None:
@@ -402,10 +418,11 @@ class ExperimentProjection:
         if found is None:
             return
         experiment_id, attributes, configuration, recomputed = found
+        breakdown: list[str] = json.loads(attributes)
         params: dict[str, Any] = {
             "experiment_id": experiment_id,
             "experiment_key": experiment_key,
-            "attributes": json.loads(attributes),
+            **{f"a{number}": attribute for number, attribute in enumerate(breakdown)},
         }
         if recomputed:
             cursor.execute(
@@ -416,7 +433,7 @@ class ExperimentProjection:
             multiple = 0
         else:
             units, multiple = self._summary(cursor, experiment_key)
-        cursor.execute(_GROUP_CHANGES.format(**(_RECOMPUTED if recomputed else _BY_DELTAS)), params)
+        cursor.execute(_group_changes(breakdown), params)
         cursor.execute(
             "DELETE FROM analytics_variantmetricstats WHERE experiment_key = %s AND units = 0",
             [experiment_key],
